@@ -1,0 +1,203 @@
+"""The `hearth` command: terminal chat, one-shot generation and the prompt inspector.
+
+These commands import no Qt. User mistakes print one line to stderr and exit non-zero; unexpected
+failures also leave a traceback in the log file rather than on the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+from engine.errors import HearthError
+from engine.sampling import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
+
+log = logging.getLogger("hearth")
+
+GET_A_MODEL = """\
+Hearth needs a local model. Either:
+  - give the folder of a model in the mlx-lm format:   make run MODEL=path/to/model
+    (or: hearth chat path/to/model)
+  - or a Hugging Face repo id already downloaded to your Hugging Face cache, for example
+    mlx-community/Llama-2-7b-chat-mlx-4bit:           hearth chat ORG/NAME
+Hearth never goes online by itself; downloading from inside Hearth is coming with the model library.
+"""
+
+
+class UsageError(HearthError):
+    """A mistake in how the command was called."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging()
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        print("\n" + GET_A_MODEL, end="")
+        return 0
+    try:
+        return int(args.handler(args) or 0)
+    except HearthError as exc:
+        print(f"hearth: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line here, the traceback in the log
+        log.exception("unexpected error")
+        print(f"hearth: internal error: {exc} (details in {_log_file()})", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hearth", description="Chat privately with local Llama models.")
+    parser.add_argument("--version", action="version", version=f"hearth {_version()}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start Hearth (terminal chat with MODEL for now)")
+    run.add_argument("model", nargs="?", help="model folder or cached repo id")
+    _add_model_options(run)
+    _add_sampling_options(run)
+    run.add_argument("--system", help="system prompt")
+    run.set_defaults(handler=_run)
+
+    chat = commands.add_parser("chat", help="interactive streaming chat in the terminal")
+    chat.add_argument("model", help="model folder or cached repo id")
+    chat.add_argument("--system", help="system prompt")
+    _add_model_options(chat)
+    _add_sampling_options(chat)
+    chat.set_defaults(handler=_chat)
+
+    generate = commands.add_parser("generate", help="answer a JSON list of messages")
+    generate.add_argument("model", help="model folder or cached repo id")
+    _add_messages_option(generate)
+    generate.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    _add_model_options(generate)
+    _add_sampling_options(generate)
+    generate.set_defaults(handler=_generate)
+
+    prompt = commands.add_parser("prompt", help="show the exact prompt (text and token ids)")
+    prompt.add_argument("model", help="model folder or cached repo id")
+    _add_messages_option(prompt)
+    prompt.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_model_options(prompt)
+    prompt.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
+                        help="answer tokens to reserve when fitting the context")
+    prompt.set_defaults(handler=_prompt)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--context", type=int, help="context window in tokens (default: the model's, at most 8192)")
+    parser.add_argument("--prompt-format", choices=["llama2", "template", "plain"],
+                        help="override how messages become a prompt")
+
+
+def _add_messages_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--messages", required=True, metavar="FILE",
+                        help='JSON list of {"role", "content"} messages; - reads stdin')
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--temp", type=float, default=DEFAULT_TEMPERATURE, help="temperature; 0 is greedy")
+    group.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    group.add_argument("--top-k", type=int, default=0, help="0 is off")
+    group.add_argument("--min-p", type=float, default=0.0)
+    group.add_argument("--repetition-penalty", type=float, default=1.0, help="1 is off")
+    group.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    group.add_argument("--seed", type=int, help="same seed and settings give the same answer")
+
+
+def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
+    return SamplingSettings(
+        temperature=args.temp,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        max_tokens=args.max_tokens,
+        stop=tuple(args.stop),
+        seed=args.seed,
+    )
+
+
+def read_messages(source: str) -> list[dict[str, Any]]:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{source} is not UTF-8 text") from exc
+    try:
+        messages = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise UsageError(f'{source} must hold a JSON list of {{"role", "content"}} objects')
+    return messages
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.model:
+        print(GET_A_MODEL, end="")
+        return 0
+    return _chat(args)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .terminal import chat
+
+    return chat(args.model, sampling_from_args(args), system=args.system,
+                context_length=args.context, prompt_format=args.prompt_format)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .terminal import generate_once
+
+    return generate_once(args.model, read_messages(args.messages), sampling_from_args(args),
+                         as_json=args.json, context_length=args.context,
+                         prompt_format=args.prompt_format)
+
+
+def _prompt(args: argparse.Namespace) -> int:
+    from .terminal import show_prompt
+
+    return show_prompt(args.model, read_messages(args.messages), as_json=args.json,
+                       context_length=args.context, prompt_format=args.prompt_format,
+                       max_tokens=args.max_tokens)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hearth")
+    except Exception:  # noqa: BLE001 - running from a source tree without metadata
+        return "dev"
+
+
+def _log_file() -> Path:
+    return paths.logs_dir() / "hearth.log"
+
+
+def _setup_logging() -> None:
+    try:
+        handler: logging.Handler = logging.FileHandler(_log_file(), encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The engine: one long-lived thread that owns every MLX call.
+
+MLX streams belong to the thread that created them, so loading, generating, cache handling and
+unloading all happen on this one thread. Callers submit requests and get plain-data events back (on
+the handle's queue, or through a callback they pass, which runs on the engine thread). Cancelling
+sets a thread-safe flag that the generation loop checks after every token and every prefill chunk;
+a queued message would not reach a thread busy generating.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from . import fit
+from .errors import EngineStopped, HearthError, ModelFolderError, WeightsMismatch
+from .events import Event, Finished, ModelLoaded, ModelLoading, ModelUnloaded
+from .generation import GenerationRequest, LoadedModel, generate
+from .kv_cache import ConversationCaches
+from .model_folder import ModelInfo, resolve_model
+from .platform import usable_memory_bytes
+from .prompts import choose_format
+from .tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFILL_STEP = 2048
+# Share of usable memory that idle conversations' KV caches may keep.
+DEFAULT_CACHE_BUDGET_FRACTION = 0.2
+
+EventSink = Callable[[Event], None]
+
+
+class RequestHandle:
+    """A submitted request: its events, and a cancel that works from any thread."""
+
+    def __init__(self, request_id: int, on_event: EventSink | None) -> None:
+        self.id = request_id
+        self._cancel = threading.Event()
+        self._queue: queue.Queue[Event] = queue.Queue()
+        self._on_event = on_event
+        self.done = threading.Event()
+        self.result: Finished | None = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Finished):
+            self.result = event
+        if self._on_event is not None:
+            self._on_event(event)
+        else:
+            self._queue.put(event)
+        if isinstance(event, Finished):
+            self.done.set()
+
+    def events(self, poll_s: float = 0.1) -> Iterator[Event]:
+        """Events until (and including) Finished. Polls so Ctrl-C reaches the main thread."""
+        while True:
+            try:
+                event = self._queue.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    def wait(self, timeout: float | None = None) -> Finished:
+        if self._on_event is None:
+            for _event in self.events():
+                pass
+        elif not self.done.wait(timeout):
+            raise TimeoutError("The engine did not finish the request in time.")
+        assert self.result is not None
+        return self.result
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        prefill_step_size: int = DEFAULT_PREFILL_STEP,
+        cache_budget_bytes: int | None = None,
+        memory_bytes: int | None = None,
+    ) -> None:
+        """memory_bytes overrides what the fit check thinks this machine can give (for tests)."""
+        self.prefill_step_size = prefill_step_size
+        self.memory_bytes = memory_bytes
+        self._cache_budget = cache_budget_bytes
+        self._requests: queue.Queue[tuple[RequestHandle, Callable[[RequestHandle], None]] | None] = (
+            queue.Queue()
+        )
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._current: RequestHandle | None = None
+        self._stopped = False
+        self.loaded: LoadedModel | None = None
+        self.caches: ConversationCaches | None = None
+
+    # --- lifecycle (any thread) ---
+
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="hearth-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    @property
+    def thread_id(self) -> int | None:
+        return self._thread.ident if self._thread else None
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel what runs, free the model on the engine thread, and stop the thread."""
+        if self._thread is None or self._stopped:
+            return
+        self._stopped = True
+        current = self._current
+        if current is not None:
+            current.cancel()
+        self._requests.put(None)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # --- requests (any thread) ---
+
+    def load(
+        self,
+        model: str | Path | ModelInfo,
+        *,
+        context_length: int | None = None,
+        prompt_format: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> RequestHandle:
+        return self._submit(lambda h: self._load(h, model, context_length, prompt_format), on_event)
+
+    def generate(self, request: GenerationRequest, on_event: EventSink | None = None) -> RequestHandle:
+        return self._submit(lambda h: self._generate(h, request), on_event)
+
+    def unload(self, on_event: EventSink | None = None) -> RequestHandle:
+        return self._submit(self._unload, on_event)
+
+    def forget(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
+        """Drop a conversation's KV cache (its history was deleted or rewritten)."""
+        return self._submit(lambda h: self._forget(h, conversation_id), on_event)
+
+    def run(self, fn: Callable[[LoadedModel | None], Any]) -> Future:
+        """Run fn(loaded_model) on the engine thread; for benchmarks and diagnostics."""
+        future: Future = Future()
+
+        def task(handle: RequestHandle) -> None:
+            try:
+                future.set_result(fn(self.loaded))
+            except BaseException as exc:  # handed to the caller through the future
+                future.set_exception(exc)
+            handle.emit(Finished(handle.id, "done"))
+
+        self._submit(task, None)
+        return future
+
+    def _submit(self, work: Callable[[RequestHandle], None], on_event: EventSink | None) -> RequestHandle:
+        if self._stopped:
+            raise EngineStopped("The engine has shut down.")
+        self.start()
+        handle = RequestHandle(next(self._ids), on_event)
+        self._requests.put((handle, work))
+        return handle
+
+    # --- the engine thread ---
+
+    def _serve(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                break
+            handle, work = item
+            if self._stopped or handle.cancelled:
+                handle.emit(Finished(handle.id, "cancelled"))
+                continue
+            self._current = handle
+            try:
+                work(handle)
+            except HearthError as exc:
+                handle.emit(_error(handle, exc))
+            except Exception as exc:  # the thread must survive anything a request does
+                log.exception("engine request %s failed", handle.id)
+                handle.emit(_error(handle, exc))
+            finally:
+                self._current = None
+        self._free_model()
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0].emit(Finished(item[0].id, "cancelled"))
+
+    def _load(self, handle: RequestHandle, model, context_length: int | None, prompt_format) -> None:
+        info = model if isinstance(model, ModelInfo) else resolve_model(model)
+        context = context_length or info.default_context
+        if context < 16:
+            raise HearthError(f"A context of {context} tokens is too small to chat in.")
+        fit.require_fit(info, context, self.memory_bytes)
+        fmt = choose_format(info, prompt_format)
+        handle.emit(ModelLoading(handle.id, info.name))
+        self._free_model()
+        started = time.perf_counter()
+        self.loaded = LoadedModel(info, _load_weights(info), load_tokenizer(info), context, fmt)
+        budget = self._cache_budget
+        if budget is None:
+            budget = int(DEFAULT_CACHE_BUDGET_FRACTION * (self.memory_bytes or usable_memory_bytes()))
+        self.caches = ConversationCaches(budget)
+        handle.emit(
+            ModelLoaded(handle.id, info.name, info.source, context, info.weight_bytes,
+                        info.kv_bytes_per_token, time.perf_counter() - started, fmt.value)
+        )
+        handle.emit(Finished(handle.id, "done"))
+
+    def _generate(self, handle: RequestHandle, request: GenerationRequest) -> None:
+        if self.loaded is None or self.caches is None:
+            raise HearthError("No model is loaded.")
+        result = generate(
+            self.loaded, request, handle.id, self.caches, handle._cancel, handle.emit,
+            self.prefill_step_size,
+        )
+        handle.emit(result)
+
+    def _unload(self, handle: RequestHandle) -> None:
+        name = self.loaded.info.name if self.loaded else ""
+        self._free_model()
+        import mlx.core as mx
+
+        handle.emit(ModelUnloaded(handle.id, name, int(mx.get_active_memory())))
+        handle.emit(Finished(handle.id, "done"))
+
+    def _forget(self, handle: RequestHandle, conversation_id: str) -> None:
+        if self.caches is not None:
+            self.caches.drop(conversation_id)
+        handle.emit(Finished(handle.id, "done"))
+
+    def _free_model(self) -> None:
+        if self.loaded is None and self.caches is None:
+            return
+        self.loaded = None
+        if self.caches is not None:
+            self.caches.clear()
+        self.caches = None
+        gc.collect()
+        import mlx.core as mx
+
+        mx.clear_cache()
+
+
+def _load_weights(info: ModelInfo) -> Any:
+    from mlx_lm.utils import load_model
+
+    try:
+        model, _config = load_model(info.path, lazy=False, strict=True)
+    except ValueError as exc:
+        # mlx-lm raises ValueError for missing, extra or misshapen parameters.
+        raise WeightsMismatch(f"The weights in {info.path.name} do not match config.json: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ModelFolderError(f"{info.path.name} changed while loading: {exc}") from exc
+    return model
+
+
+def _error(handle: RequestHandle, exc: Exception) -> Finished:
+    kind = type(exc).__name__
+    message = str(exc) if isinstance(exc, HearthError) else f"Internal error ({kind}): {exc}"
+    return Finished(handle.id, "error", error=message, error_kind=kind)

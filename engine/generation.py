@@ -1,0 +1,205 @@
+"""One request's generation, run on the engine thread: prompt, cache reuse, sampling, streaming.
+
+Everything here touches MLX and so must only ever run on the engine thread (see engine.engine).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .events import Event, Finished, PromptProgress, PromptReady, TextChunk
+from .kv_cache import CachedConversation, ConversationCaches, cache_length, reuse_cache
+from .model_folder import ModelInfo
+from .prompts import Prompt, PromptFormat, build_prompt
+from .sampling import SamplingSettings, make_logits_processors, make_sampler
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    model: Any = field(repr=False)
+    tokenizer: Tokenizer
+    context_length: int
+    prompt_format: PromptFormat
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: list[dict[str, Any]]
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    conversation_id: str | None = None
+    prompt_format: str | None = None  # overrides the model's format for this request
+
+
+class Cancelled(Exception):
+    """Raised inside generation when the caller's cancel flag is set."""
+
+
+class StopStrings:
+    """Finds stop strings across chunk boundaries and holds back text that may start one."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Text safe to show now, and whether a stop string was reached."""
+        if not self.stops:
+            return text, False
+        self.pending += text
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.pending = self.pending[: min(hits)], ""
+            return out, True
+        hold = self._partial_suffix()
+        cut = len(self.pending) - hold
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+    def _partial_suffix(self) -> int:
+        longest = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), longest, -1):
+                if self.pending.endswith(stop[:n]):
+                    longest = n
+                    break
+        return longest
+
+
+class _Run:
+    """The state of one generation, so the loop below stays short."""
+
+    def __init__(self, request_id: int, emit: Callable[[Event], None], cancel) -> None:
+        self.request_id = request_id
+        self.emit = emit
+        self.cancel = cancel
+        self.text_parts: list[str] = []
+        self.generated: list[int] = []
+        self.start = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.end: float | None = None
+
+    def send_text(self, text: str) -> None:
+        if text:
+            self.text_parts.append(text)
+            self.emit(TextChunk(self.request_id, text))
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+
+def generate(
+    loaded: LoadedModel,
+    request: GenerationRequest,
+    request_id: int,
+    caches: ConversationCaches,
+    cancel,
+    emit: Callable[[Event], None],
+    prefill_step_size: int,
+) -> Finished:
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step, wired_limit
+
+    settings = request.sampling
+    fmt = PromptFormat(request.prompt_format) if request.prompt_format else loaded.prompt_format
+    prompt = build_prompt(
+        loaded.tokenizer, request.messages, fmt, loaded.context_length, settings.max_tokens
+    )
+    key = request.conversation_id
+    entry = caches.take(key) if key else None
+    cache, reused = reuse_cache(loaded.model, entry, prompt.ids)
+    emit(PromptReady(request_id, len(prompt.ids), reused, prompt.context_length, prompt.max_tokens,
+                     list(prompt.dropped_messages)))
+    seed = settings.seed if settings.seed is not None else random.randrange(2**31)
+    mx.random.seed(seed)
+    mx.reset_peak_memory()
+    run = _Run(request_id, emit, cancel)
+
+    def on_prefill(processed: int, total: int) -> None:
+        emit(PromptProgress(request_id, reused + processed, reused + total))
+        run.check_cancel()
+
+    steps = generate_step(
+        mx.array(prompt.ids[reused:]),
+        loaded.model,
+        max_tokens=prompt.max_tokens,
+        sampler=make_sampler(settings),
+        logits_processors=make_logits_processors(settings, prompt.ids[:reused]),
+        prompt_cache=cache,
+        prompt_progress_callback=on_prefill,
+        prefill_step_size=prefill_step_size,
+    )
+    reason, error = "error", None
+    try:
+        with wired_limit(loaded.model):
+            reason = _stream(run, steps, loaded.tokenizer, settings, prompt)
+    except Cancelled:
+        reason = "cancelled"
+    except Exception as exc:  # reported with the text so far; the engine thread carries on
+        error = exc
+    finally:
+        steps.close()  # on this thread, the one that made the generator
+        run.end = time.perf_counter()
+        if key:
+            _keep_cache(caches, key, cache, prompt.ids + run.generated, keep=reason != "error")
+    finished = _finished(run, reason, prompt, reused, seed, mx.get_peak_memory())
+    if error is not None:
+        finished = replace(finished, error=f"Generation failed: {error}", error_kind=type(error).__name__)
+    return finished
+
+
+def _stream(run: _Run, steps, tokenizer: Tokenizer, settings: SamplingSettings, prompt: Prompt) -> str:
+    detokenizer = tokenizer.detokenizer()
+    stops = StopStrings(settings.stop)
+    for token, _logprobs in steps:
+        if run.first_token_at is None:
+            run.first_token_at = time.perf_counter()
+        run.generated.append(token)
+        if token in tokenizer.eos_ids:
+            run.send_text(stops.feed(detokenizer.flush())[0] + stops.flush())
+            return "stop"
+        text, hit = stops.feed(detokenizer.add(token))
+        run.send_text(text)
+        if hit:
+            return "stop"
+        run.check_cancel()
+    run.send_text(stops.feed(detokenizer.flush())[0] + stops.flush())
+    return "length"
+
+
+def _keep_cache(caches: ConversationCaches, key: str, cache: list, ids: list[int], keep: bool) -> None:
+    """Put the conversation's cache back, labelled with exactly the ids it now holds."""
+    held = cache_length(cache)
+    if keep and 0 < held <= len(ids):
+        caches.put(key, CachedConversation(cache, ids[:held]))
+
+
+def _finished(run: _Run, reason: str, prompt: Prompt, reused: int, seed: int, peak: int) -> Finished:
+    fed = len(prompt.ids) - reused
+    ttft = (run.first_token_at - run.start) if run.first_token_at else 0.0
+    gen_time = (run.end - run.first_token_at) if run.first_token_at else 0.0
+    return Finished(
+        run.request_id,
+        finish_reason=reason,
+        text="".join(run.text_parts),
+        token_ids=list(run.generated),
+        prompt_tokens=len(prompt.ids),
+        reused_tokens=reused,
+        generation_tokens=len(run.generated),
+        ttft_s=ttft,
+        prompt_tps=fed / ttft if ttft > 0 else 0.0,
+        generation_tps=len(run.generated) / gen_time if gen_time > 0 else 0.0,
+        peak_memory_gb=peak / 1e9,
+        dropped_messages=list(prompt.dropped_messages),
+        seed=seed,
+    )

@@ -1,0 +1,87 @@
+"""Per-conversation KV caches kept between turns, within a memory budget.
+
+Each entry holds a cache and the exact token ids whose keys and values it holds. A new turn feeds
+only the ids after the longest common prefix; an edited or regenerated earlier turn trims the cache
+back to the shared prefix. Least recently used conversations are evicted first. MLX objects here are
+touched only by the engine thread.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class CachedConversation:
+    cache: list[Any]
+    ids: list[int]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(layer, "nbytes", 0) for layer in self.cache)
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class ConversationCaches:
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[str, CachedConversation] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def take(self, key: str) -> CachedConversation | None:
+        """Remove and return a conversation's cache; it is put back after the turn succeeds."""
+        return self._entries.pop(key, None)
+
+    def put(self, key: str, entry: CachedConversation) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        self._evict(keep=key)
+
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def total_bytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def _evict(self, keep: str) -> None:
+        # The conversation just used stays even over budget: it is the one most likely to continue.
+        while self.total_bytes() > self.budget_bytes and len(self._entries) > 1:
+            oldest = next(iter(self._entries))
+            if oldest == keep:
+                break
+            del self._entries[oldest]
+
+
+def reuse_cache(model: Any, entry: CachedConversation | None, new_ids: list[int]) -> tuple[list[Any], int]:
+    """A cache ready for `new_ids`, and how many leading ids it already holds."""
+    from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+    if entry is None or not can_trim_prompt_cache(entry.cache):
+        return make_prompt_cache(model), 0
+    # At least one id must be fed to get the next token's logits.
+    shared = min(common_prefix_length(entry.ids, new_ids), len(new_ids) - 1)
+    excess = len(entry.ids) - shared
+    if excess:
+        trim_prompt_cache(entry.cache, excess)
+    return entry.cache, shared
+
+
+def cache_length(cache: list[Any]) -> int:
+    return int(getattr(cache[0], "offset", 0)) if cache else 0

@@ -1,0 +1,321 @@
+"""Find and validate a local model before any of it is loaded.
+
+A model is named either by a folder on disk or by a Hugging Face repo id already in the local cache.
+Nothing here touches the network, imports MLX or runs code shipped with a model; it reads JSON and
+safetensors headers only, so a bad folder is reported in milliseconds with a specific reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import safetensors_header
+from .errors import (
+    ConfigError,
+    LegacyNpzLayout,
+    MissingTokenizer,
+    ModelFolderError,
+    ModelNotFound,
+    NoSafetensors,
+    PickleWeights,
+    UnsupportedModelType,
+    WeightsMismatch,
+)
+
+# Decoder-only Llama-family architectures whose mlx-lm KV caches can be trimmed, which the engine's
+# per-conversation cache reuse relies on.
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "granite", "olmo2")
+
+# A Llama 3.1 model declares 131,072 tokens of context; a KV cache that large would not fit most
+# Macs. Unless the user picks a context, the engine uses at most this many tokens.
+DEFAULT_CONTEXT_CAP = 8192
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine needs to know about a model before loading it."""
+
+    path: Path
+    name: str
+    config: dict[str, Any] = field(repr=False)
+    model_type: str
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_context: int
+    weight_bytes: int
+    kv_bytes_per_value: int
+    quantization: dict[str, int] | None
+    chat_template: str | None = field(repr=False)
+    has_sentencepiece: bool
+    has_tokenizer_json: bool
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.kv_bytes_per_value
+
+    @property
+    def default_context(self) -> int:
+        return min(self.max_context, DEFAULT_CONTEXT_CAP)
+
+    @property
+    def source(self) -> str:
+        """How history records the model: repo id (with revision) or folder path."""
+        if self.repo_id:
+            return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+        return str(self.path)
+
+
+def resolve_model(ref: str | Path) -> ModelInfo:
+    """Validate a model named by folder path or cached repo id ("org/name" or "org/name@rev")."""
+    text = str(ref).strip()
+    if not text:
+        raise ModelNotFound("No model given.")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return validate_folder(path)
+    if path.exists():
+        raise ModelFolderError(f"{text} is a file, not a model folder.")
+    if REPO_ID_RE.match(text) and not text.startswith((".", "/", "~")):
+        repo_id, _, revision = text.partition("@")
+        folder = cached_snapshot(repo_id, revision or None)
+        return validate_folder(folder, repo_id=repo_id, revision=_snapshot_revision(folder))
+    raise ModelNotFound(f"No model folder at {text}.")
+
+
+def cached_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """The local snapshot folder of a repo in the Hugging Face cache, without going online."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as exc:
+        raise ModelNotFound(
+            f"{repo_id} is not in the local Hugging Face cache. Hearth works offline: download it "
+            f"first, or give the path of a model folder."
+        ) from exc
+    return Path(folder)
+
+
+def _snapshot_revision(folder: Path) -> str | None:
+    # Cache layout: models--org--name/snapshots/<commit>/
+    return folder.name if folder.parent.name == "snapshots" else None
+
+
+def validate_folder(path: Path, repo_id: str | None = None, revision: str | None = None) -> ModelInfo:
+    path = path.resolve()
+    config = read_config(path)
+    model_type = _check_model_type(path, config)
+    weight_files = _weight_files(path, config)
+    tensors = safetensors_header.read_headers(weight_files)
+    has_spm = (path / "tokenizer.model").is_file()
+    has_json = (path / "tokenizer.json").is_file()
+    if not (has_spm or has_json):
+        raise MissingTokenizer(
+            f"{path.name} has no tokenizer: neither tokenizer.json nor tokenizer.model is there."
+        )
+    tokenizer_config = _read_optional_json(path / "tokenizer_config.json")
+    _refuse_custom_code(path, config, tokenizer_config)
+    shape = _architecture(path, config)
+    _check_weights_match(path, config, tensors, shape)
+    return ModelInfo(
+        path=path,
+        name=repo_id or path.name,
+        config=config,
+        model_type=model_type,
+        num_layers=shape["num_layers"],
+        num_kv_heads=shape["num_kv_heads"],
+        head_dim=shape["head_dim"],
+        vocab_size=shape["vocab_size"],
+        max_context=_max_context(config),
+        weight_bytes=sum(t.nbytes for t in tensors.values()),
+        kv_bytes_per_value=_activation_bytes(config, tensors),
+        quantization=_quantization(config),
+        chat_template=_chat_template(path, tokenizer_config),
+        has_sentencepiece=has_spm,
+        has_tokenizer_json=has_json,
+        repo_id=repo_id,
+        revision=revision,
+    )
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{path.name} has no config.json, so it is not an mlx-lm model folder.")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config.json in {path.name} cannot be read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config.json in {path.name} is not valid JSON (line {exc.lineno}, column {exc.colno})."
+        ) from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"config.json in {path.name} is not a JSON object.")
+    return config
+
+
+def _read_optional_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(f"{path.name} in {path.parent.name} is not valid JSON: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _check_model_type(path: Path, config: dict[str, Any]) -> str:
+    model_type = config.get("model_type")
+    if not model_type:
+        if (path / "weights.npz").exists():
+            raise LegacyNpzLayout(_legacy_message(path))
+        raise ConfigError(f"config.json in {path.name} does not say which model_type it is.")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelType(
+            f"{path.name} is a {model_type!r} model; Hearth runs Llama-family models "
+            f"({', '.join(SUPPORTED_MODEL_TYPES)})."
+        )
+    return str(model_type)
+
+
+def _legacy_message(path: Path) -> str:
+    return (
+        f"{path.name} is in the old MLX layout (weights.npz with a params-style config.json), "
+        f"which mlx-lm no longer loads. It needs converting to safetensors first."
+    )
+
+
+def _weight_files(path: Path, config: dict[str, Any]) -> list[Path]:
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise _no_safetensors_error(path)
+    index = _read_optional_json(path / "model.safetensors.index.json")
+    shards = set((index.get("weight_map") or {}).values())
+    missing = sorted(s for s in shards if not (path / s).is_file())
+    if missing:
+        raise WeightsMismatch(
+            f"{path.name} is incomplete: {len(missing)} weight file(s) listed in "
+            f"model.safetensors.index.json are missing ({', '.join(missing[:3])})."
+        )
+    return files
+
+
+def _no_safetensors_error(path: Path) -> NoSafetensors:
+    if (path / "weights.npz").exists():
+        return LegacyNpzLayout(_legacy_message(path))
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        return PickleWeights(
+            f"{path.name} only has pickle-format weights ({', '.join(pickles[:3])}). Hearth never "
+            f"loads pickles, because opening one can run arbitrary code; use a safetensors version."
+        )
+    others = sorted(p.name for p in path.glob("*.safetensors"))
+    if others:
+        return NoSafetensors(
+            f"{path.name} has safetensors files ({', '.join(others[:3])}) but none named "
+            f"model*.safetensors, the mlx-lm layout."
+        )
+    return NoSafetensors(f"{path.name} has no weights: no model*.safetensors file is there.")
+
+
+def _refuse_custom_code(path: Path, config: dict[str, Any], tokenizer_config: dict[str, Any]) -> None:
+    if config.get("model_file") or "AutoTokenizer" in str(tokenizer_config.get("auto_map", "")):
+        raise ModelFolderError(
+            f"{path.name} needs Python code shipped with the model to load. Hearth never runs code "
+            f"that comes with a model."
+        )
+
+
+def _config_int(path: Path, config: dict[str, Any], *keys: str) -> int:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ConfigError(f"config.json in {path.name} lacks a valid {keys[0]}.")
+
+
+def _architecture(path: Path, config: dict[str, Any]) -> dict[str, int]:
+    hidden = _config_int(path, config, "hidden_size", "dim")
+    heads = _config_int(path, config, "num_attention_heads", "n_heads")
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    return {
+        "hidden_size": hidden,
+        "num_layers": _config_int(path, config, "num_hidden_layers", "n_layers"),
+        "num_kv_heads": int(kv_heads),
+        "head_dim": int(head_dim),
+        "vocab_size": _config_int(path, config, "vocab_size"),
+    }
+
+
+def _check_weights_match(
+    path: Path,
+    config: dict[str, Any],
+    tensors: dict[str, safetensors_header.TensorInfo],
+    shape: dict[str, int],
+) -> None:
+    layer_ids = {int(m.group(1)) for name in tensors if (m := re.search(r"layers\.(\d+)\.", name))}
+    if layer_ids and max(layer_ids) + 1 != shape["num_layers"]:
+        raise WeightsMismatch(
+            f"The weights in {path.name} have {max(layer_ids) + 1} layers but config.json says "
+            f"{shape['num_layers']}."
+        )
+    embed = next((t for n, t in tensors.items() if n.endswith("embed_tokens.weight")), None)
+    if embed is None or len(embed.shape) != 2:
+        return
+    rows, cols = embed.shape
+    bits = (_quantization(config) or {}).get("bits")
+    expected_cols = shape["hidden_size"] * bits // 32 if embed.dtype == "U32" and bits else shape["hidden_size"]
+    if rows != shape["vocab_size"] or cols != expected_cols:
+        raise WeightsMismatch(
+            f"The weights in {path.name} do not match config.json: the embedding is {rows} x {cols}, "
+            f"but vocab_size {shape['vocab_size']} and hidden_size {shape['hidden_size']} "
+            f"call for {shape['vocab_size']} x {expected_cols}."
+        )
+
+
+def _max_context(config: dict[str, Any]) -> int:
+    for key in ("max_position_embeddings", "max_seq_len", "n_positions"):
+        value = config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 4096  # Llama 2's window, the conservative guess when a config says nothing.
+
+
+def _quantization(config: dict[str, Any]) -> dict[str, int] | None:
+    quant = config.get("quantization")
+    if isinstance(quant, dict) and "bits" in quant:
+        return {"bits": int(quant["bits"]), "group_size": int(quant.get("group_size", 64))}
+    return None
+
+
+def _activation_bytes(config: dict[str, Any], tensors: dict[str, safetensors_header.TensorInfo]) -> int:
+    """Bytes per KV-cache value: the dtype of the model's float weights (norms, scales)."""
+    for name, info in tensors.items():
+        if name.endswith(("norm.weight", ".scales")) and info.dtype in ("F16", "BF16", "F32"):
+            return safetensors_header.DTYPE_BYTES[info.dtype]
+    return 2
+
+
+def _chat_template(path: Path, tokenizer_config: dict[str, Any]) -> str | None:
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    template = tokenizer_config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) and template.strip() else None

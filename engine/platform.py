@@ -1,0 +1,33 @@
+"""The one place that knows whether MLX runs on Metal (Apple Silicon) or on the CPU backend.
+
+Metal-specific behaviour lives behind `on_metal()`; docs/platform.md lists every use.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def on_metal() -> bool:
+    """True on macOS arm64, where mlx uses the GPU through Metal."""
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def physical_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
+
+
+def usable_memory_bytes() -> int:
+    """Memory a model can use: Metal's recommended working set on a Mac, physical memory elsewhere."""
+    if on_metal():
+        import mlx.core as mx
+
+        return int(mx.device_info()["max_recommended_working_set_size"])
+    return physical_memory_bytes()

@@ -1,0 +1,214 @@
+"""From a list of chat messages to the exact token ids a model sees, within its context window.
+
+Llama 2 chat models get Meta's reference encoding (meta-llama/llama, generation.py,
+`chat_completion`): the system prompt folded into the first user turn, each finished exchange
+encoded on its own with BOS before and EOS after as ids, the open turn with BOS only. That is built
+from ids, never by rendering the Hugging Face template to text, whose result depends on the
+tokenizer's `legacy` flag. Other models use their own chat template. A model with neither needs the
+explicit plain-completion mode.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import ContextOverflow, PromptError
+from .model_folder import ModelInfo
+from .tokenizer import Tokenizer
+
+B_INST, E_INST = "[INST]", "[/INST]"
+B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
+ROLES = ("system", "user", "assistant")
+LLAMA2_NAME = re.compile(r"llama[-_ ]?2.*chat|code[-_ ]?llama.*instruct", re.IGNORECASE)
+
+
+class PromptFormat(str, Enum):
+    LLAMA2 = "llama2"
+    TEMPLATE = "template"
+    PLAIN = "plain"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The ids sent to the model, and which input messages had to be left out to fit."""
+
+    ids: list[int]
+    format: PromptFormat
+    dropped_messages: list[int] = field(default_factory=list)
+    context_length: int = 0
+    max_tokens: int = 0
+
+
+def choose_format(info: ModelInfo, requested: str | None = None) -> PromptFormat:
+    if requested:
+        try:
+            fmt = PromptFormat(requested)
+        except ValueError:
+            raise PromptError(
+                f"Unknown prompt format {requested!r}; use llama2, template or plain."
+            ) from None
+        if fmt is PromptFormat.TEMPLATE and not info.chat_template:
+            raise PromptError(f"{info.name} has no chat template.")
+        return fmt
+    template = info.chat_template
+    if template and B_INST in template and "<<SYS>>" in template:
+        return PromptFormat.LLAMA2
+    if template:
+        return PromptFormat.TEMPLATE
+    if LLAMA2_NAME.search(info.name) or LLAMA2_NAME.search(info.path.name):
+        return PromptFormat.LLAMA2
+    raise PromptError(
+        f"{info.name} has no chat template and is not a known Llama 2 chat model, so Hearth cannot "
+        f"tell how to format a chat for it. Use the plain-completion mode (--prompt-format plain), "
+        f"or --prompt-format llama2 if it is a Llama 2 chat model."
+    )
+
+
+def validate_messages(messages: list[dict[str, Any]], fmt: PromptFormat) -> None:
+    if not messages:
+        raise PromptError("There are no messages to answer.")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise PromptError(f"Message {i + 1} needs a 'role' and a text 'content'.")
+        if message.get("role") not in ROLES:
+            raise PromptError(
+                f"Message {i + 1} has role {message.get('role')!r}; use system, user or assistant."
+            )
+    if fmt is PromptFormat.PLAIN:
+        return
+    start = 1 if messages[0]["role"] == "system" else 0
+    for i, message in enumerate(messages[start:], start=start):
+        expected = "user" if (i - start) % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            where = "first" if i == start else f"after message {i}"
+            raise PromptError(
+                f"Message {i + 1} is from {message['role']!r}, but the {where} message must be "
+                f"from {expected!r}: roles alternate user, assistant, user, ... after an optional "
+                f"system prompt."
+            )
+    if messages[-1]["role"] != "user":
+        raise PromptError("The last message must be from the user: there is nothing to answer.")
+
+
+def build_prompt(
+    tokenizer: Tokenizer,
+    messages: list[dict[str, Any]],
+    fmt: PromptFormat,
+    context_length: int,
+    max_tokens: int,
+) -> Prompt:
+    """Ids for the messages, dropping the oldest whole exchanges (never the system prompt) to fit."""
+    validate_messages(messages, fmt)
+    builder = {
+        PromptFormat.LLAMA2: _Llama2Builder,
+        PromptFormat.TEMPLATE: _TemplateBuilder,
+        PromptFormat.PLAIN: _PlainBuilder,
+    }[fmt](tokenizer, messages)
+    reserve = max(1, min(max_tokens, context_length // 4))
+    for dropped in range(builder.max_droppable + 1):
+        ids = builder.ids(dropped)
+        if len(ids) + reserve <= context_length or dropped == builder.max_droppable:
+            break
+    if len(ids) >= context_length:
+        raise ContextOverflow(
+            f"The newest message does not fit: the prompt needs {len(ids):,} tokens even with every "
+            f"earlier message left out, and the context window holds {context_length:,}."
+        )
+    return Prompt(
+        ids=ids,
+        format=fmt,
+        dropped_messages=builder.dropped_indices(dropped),
+        context_length=context_length,
+        max_tokens=min(max_tokens, context_length - len(ids)),
+    )
+
+
+class _Builder:
+    """Splits messages into [system?] + whole exchanges + the open user turn."""
+
+    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> None:
+        self.tokenizer = tokenizer
+        self.system = messages[0]["content"] if messages[0]["role"] == "system" else None
+        self.offset = 1 if self.system is not None else 0
+        self.turns = messages[self.offset :]
+        self.max_droppable = (len(self.turns) - 1) // 2  # whole exchanges before the open turn
+
+    def dropped_indices(self, dropped: int) -> list[int]:
+        return list(range(self.offset, self.offset + 2 * dropped))
+
+    def ids(self, dropped: int) -> list[int]:
+        raise NotImplementedError
+
+
+class _Llama2Builder(_Builder):
+    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> None:
+        super().__init__(tokenizer, messages)
+        if tokenizer.bos_id is None or not tokenizer.eos_ids:
+            raise PromptError("This tokenizer has no BOS/EOS tokens, so it cannot be a Llama 2 one.")
+        self.bos = tokenizer.bos_id
+        self.eos = self._eos_id(tokenizer)
+        self._plain: dict[int, list[int]] = {}
+
+    @staticmethod
+    def _eos_id(tokenizer: Tokenizer) -> int:
+        hf_eos = tokenizer.hf.eos_token_id
+        return hf_eos if hf_eos in tokenizer.eos_ids else min(tokenizer.eos_ids)
+
+    def _exchange(self, index: int, with_system: bool) -> list[int]:
+        user = self.turns[index]["content"]
+        if with_system:
+            user = B_SYS + self.system + E_SYS + user
+        if index + 1 < len(self.turns):
+            answer = self.turns[index + 1]["content"]
+            text = f"{B_INST} {user.strip()} {E_INST} {answer.strip()} "
+            return [self.bos, *self.tokenizer.encode_plain(text), self.eos]
+        return [self.bos, *self.tokenizer.encode_plain(f"{B_INST} {user.strip()} {E_INST}")]
+
+    def _cached_exchange(self, index: int) -> list[int]:
+        if index not in self._plain:
+            self._plain[index] = self._exchange(index, with_system=False)
+        return self._plain[index]
+
+    def ids(self, dropped: int) -> list[int]:
+        first = 2 * dropped
+        ids = self._exchange(first, with_system=self.system is not None)
+        for index in range(first + 2, len(self.turns), 2):
+            ids += self._cached_exchange(index)
+        return ids
+
+
+class _TemplateBuilder(_Builder):
+    def ids(self, dropped: int) -> list[int]:
+        kept = self.turns[2 * dropped :]
+        messages = ([{"role": "system", "content": self.system}] if self.system is not None else []) + kept
+        try:
+            out = self.tokenizer.hf.apply_chat_template(
+                [{"role": m["role"], "content": m["content"]} for m in messages],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+        except Exception as exc:  # jinja errors, template-raised exceptions
+            raise PromptError(f"The model's chat template failed on these messages: {exc}") from exc
+        return list(self.tokenizer.hf.encode(out, add_special_tokens=False))
+
+
+class _PlainBuilder(_Builder):
+    """Plain completion: the messages' texts joined as one document, BOS first when the model has one."""
+
+    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> None:
+        super().__init__(tokenizer, messages)
+        self.messages = messages
+        self.max_droppable = len(messages) - 1 - self.offset
+
+    def dropped_indices(self, dropped: int) -> list[int]:
+        return list(range(self.offset, self.offset + dropped))
+
+    def ids(self, dropped: int) -> list[int]:
+        kept = ([self.system] if self.system is not None else []) + [
+            m["content"] for m in self.messages[self.offset + dropped :]
+        ]
+        bos = [self.tokenizer.bos_id] if self.tokenizer.bos_id is not None else []
+        return bos + self.tokenizer.encode_plain("\n\n".join(kept))

@@ -1,0 +1,164 @@
+"""A model's tokenizer: exact prompt encoding, EOS ids, and the table the streaming detokenizer uses.
+
+Loaded with transformers (never with remote code) plus, when the folder has tokenizer.model, the
+sentencepiece model itself: Meta's reference Llama 2 prompt is defined by sentencepiece's encode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .detokenize import StreamingDetokenizer, byte_level_piece_bytes, spm_piece_bytes
+from .errors import MissingTokenizer
+from .model_folder import ModelInfo
+
+
+@dataclass
+class Tokenizer:
+    hf: Any = field(repr=False)
+    sp: Any = field(repr=False)  # sentencepiece.SentencePieceProcessor, or None
+    bos_id: int | None
+    eos_ids: frozenset[int]
+    token_bytes: list[bytes] = field(repr=False)
+    strip_leading_space: bool
+    special_names: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Text to ids with no special tokens added or recognised, as sentencepiece encodes."""
+        if self.sp is not None:
+            return list(self.sp.encode(text))
+        return list(self.hf.encode(text, add_special_tokens=False, split_special_tokens=True))
+
+    def decode(self, ids: list[int]) -> str:
+        """The reference full decode, special tokens left out."""
+        if self.sp is not None:
+            return self.sp.decode([i for i in ids if not self.sp.is_control(i)])
+        return self.hf.decode(ids, skip_special_tokens=True)
+
+    def detokenizer(self) -> StreamingDetokenizer:
+        return StreamingDetokenizer(self.token_bytes, self.strip_leading_space)
+
+    def render(self, ids: list[int]) -> str:
+        """Ids as text with special tokens spelled out: what a prompt inspector shows."""
+        parts: list[bytes] = []
+        for token_id in ids:
+            data = self.token_bytes[token_id] if 0 <= token_id < len(self.token_bytes) else b""
+            parts.append(data or self.special_names.get(token_id, "").encode("utf-8"))
+        return b"".join(parts).decode("utf-8", "replace")
+
+
+def load_tokenizer(info: ModelInfo) -> Tokenizer:
+    hf = _load_hf(info.path)
+    if info.has_sentencepiece:
+        # The sentencepiece model is the reference: transformers may rebuild it differently
+        # (no BOS without a tokenizer_config.json, a dropped leading space, ...).
+        sp = _load_sentencepiece(info.path)
+        bos_id = sp.bos_id() if sp.bos_id() >= 0 else hf.bos_token_id
+        eos_ids = _eos_ids(info, hf) | ({sp.eos_id()} if sp.eos_id() >= 0 else set())
+        token_bytes, special = _spm_token_bytes(sp)
+    else:
+        sp = None
+        bos_id, eos_ids = hf.bos_token_id, _eos_ids(info, hf)
+        token_bytes, special = _hf_token_bytes(hf, _is_byte_level(info.path))
+    tokenizer = Tokenizer(hf, sp, bos_id, frozenset(eos_ids), token_bytes, False, special)
+    tokenizer.strip_leading_space = _strips_leading_space(tokenizer)
+    return tokenizer
+
+
+def _load_hf(path: Path) -> Any:
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except Exception as exc:  # transformers raises many kinds; each means the same to a user
+        raise MissingTokenizer(f"The tokenizer in {path.name} cannot be loaded: {exc}") from exc
+
+
+def _load_sentencepiece(path: Path) -> Any:
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor()
+    try:
+        processor.Load(str(path / "tokenizer.model"))
+    except (OSError, RuntimeError) as exc:
+        raise MissingTokenizer(f"tokenizer.model in {path.name} is damaged: {exc}") from exc
+    return processor
+
+
+def _is_byte_level(path: Path) -> bool:
+    file = path / "tokenizer.json"
+    if not file.is_file() or (path / "tokenizer.model").is_file():
+        return False
+    try:
+        decoder = json.loads(file.read_text(encoding="utf-8")).get("decoder") or {}
+    except (OSError, json.JSONDecodeError):
+        return False
+    return "ByteLevel" in json.dumps(decoder)
+
+
+def _spm_token_bytes(sp: Any) -> tuple[list[bytes], dict[int, str]]:
+    table, special = [], {}
+    for token_id in range(sp.get_piece_size()):
+        piece = sp.id_to_piece(token_id)
+        if sp.is_control(token_id):
+            table.append(b"")
+            special[token_id] = piece
+        elif sp.is_unknown(token_id):
+            table.append(" \u2047 ".encode())  # what sentencepiece's decode shows for <unk>
+        else:
+            table.append(spm_piece_bytes(piece))
+    return table, special
+
+
+def _hf_token_bytes(hf: Any, byte_level: bool) -> tuple[list[bytes], dict[int, str]]:
+    pieces = hf.convert_ids_to_tokens(list(range(len(hf))))
+    added_tokens = getattr(hf, "added_tokens_decoder", {}) or {}
+    added = set(added_tokens)
+    special_ids = set(hf.all_special_ids) | {i for i, t in added_tokens.items() if getattr(t, "special", False)}
+    to_bytes = byte_level_piece_bytes if byte_level else spm_piece_bytes
+    table, special = [], {}
+    for token_id, piece in enumerate(pieces):
+        if piece is None:
+            table.append(b"")
+        elif token_id in special_ids:
+            table.append(b"")
+            special[token_id] = piece
+        elif token_id in added:
+            table.append(piece.encode("utf-8"))
+        else:
+            table.append(to_bytes(piece))
+    return table, special
+
+
+def _eos_ids(info: ModelInfo, hf: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (info.config.get("eos_token_id"), _generation_eos(info.path), hf.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, list):
+            ids.update(i for i in source if isinstance(i, int))
+    return ids
+
+
+def _generation_eos(path: Path) -> Any:
+    try:
+        return json.loads((path / "generation_config.json").read_text(encoding="utf-8")).get(
+            "eos_token_id"
+        )
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _strips_leading_space(tokenizer: Tokenizer) -> bool:
+    """Whether decode() drops the dummy-prefix space that the first piece carries."""
+    ids = tokenizer.encode_plain("hello")
+    raw = b"".join(tokenizer.token_bytes[i] for i in ids).decode("utf-8", "replace")
+    return raw.startswith(" ") and not tokenizer.decode(ids).startswith(" ")

@@ -1,0 +1,60 @@
+"""Shared fixtures: a private HEARTH_HOME for every test, tiny models built once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import tiny_models
+from engine.engine import Engine
+
+
+@pytest.fixture(autouse=True)
+def hearth_home(tmp_path, monkeypatch):
+    """Every test gets its own Hearth home and Hugging Face cache; nothing touches the user's."""
+    home = tmp_path / "hearth-home"
+    monkeypatch.setenv("HEARTH_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_root) -> dict[str, Path]:
+    """variant -> model folder, for every variant in tiny_models.VARIANTS."""
+    return tiny_models.build_all(tiny_root)
+
+
+@pytest.fixture(scope="session")
+def llama2_chat(tiny_root, tiny) -> Path:
+    """A Llama 2 chat style model whose folder name says so (like real conversions)."""
+    return tiny["spm_legacy"]
+
+
+@pytest.fixture(scope="session")
+def engine_llama2(llama2_chat):
+    """One engine with the Llama 2 style model loaded, shared by tests that only generate."""
+    engine = Engine(prefill_step_size=64).start()
+    result = engine.load(llama2_chat).wait()
+    assert result.finish_reason == "done", result.error
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture
+def model_copy(tmp_path, tiny):
+    """A fresh, writable copy of a tiny model folder, for tests that damage it."""
+
+    def copy(variant: str = "spm_legacy", name: str | None = None) -> Path:
+        dest = tmp_path / (name or f"copy-{variant}")
+        shutil.copytree(tiny[variant], dest)
+        return dest
+
+    return copy
