@@ -42,6 +42,13 @@ class ConversationCaches:
     def __contains__(self, key: str) -> bool:
         return key in self._entries
 
+    def keys(self) -> list[str]:
+        """Conversation ids, least recently used first."""
+        return list(self._entries)
+
+    def get(self, key: str) -> CachedConversation | None:
+        return self._entries.get(key)
+
     def take(self, key: str) -> CachedConversation | None:
         """Remove and return a conversation's cache; it is put back after the turn succeeds."""
         return self._entries.pop(key, None)

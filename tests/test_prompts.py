@@ -145,3 +145,10 @@ def test_a_message_longer_than_the_window_is_a_clear_error(tiny):
     dialog = [{"role": "user", "content": "word " * 500}]
     with pytest.raises(ContextOverflow, match="context window holds 128"):
         build_prompt(tokenizer, dialog, PromptFormat.LLAMA2, 128, 32)
+
+
+def test_a_megabyte_paste_is_refused_clearly_not_hung(tiny):
+    _, tokenizer = _tokenizer(tiny["spm_legacy"])
+    paste = ("A line of pasted log output, 2026-11-22 12:00:00 INFO ok\n" * 20_000)[:1_000_000]
+    with pytest.raises(ContextOverflow, match="4,096"):
+        build_prompt(tokenizer, [{"role": "user", "content": paste}], PromptFormat.LLAMA2, 4096, 256)
