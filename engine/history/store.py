@@ -1,0 +1,469 @@
+"""The history store: conversations, messages as a tree, presets, search.
+
+Every logical change runs in one transaction. A streamed answer is a message with status
+'streaming', checkpointed by `AnswerWriter` (writer.py) at most once a second; one left behind by a
+process that died is marked 'interrupted' when the history is next opened, text kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from .db import HistoryError, open_database
+from .search import to_fts_query
+
+DB_NAME = "history.sqlite3"
+TITLE_LENGTH = 60
+# A 'streaming' answer whose writer is gone, or silent this long, was interrupted.
+STALE_STREAM_S = 120.0
+
+ANSWER_FIELDS = (
+    "model", "model_revision", "settings", "seed", "finish_reason", "prompt_tokens",
+    "generation_tokens", "ttft_s", "prompt_tps", "generation_tps", "peak_memory_gb", "error",
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    conversation_id: str
+    parent_id: str | None
+    role: str
+    content: str
+    status: str
+    created_at: float
+    updated_at: float
+    model: str | None = None
+    model_revision: str | None = None
+    settings: dict[str, Any] | None = None
+    seed: int | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    generation_tokens: int | None = None
+    ttft_s: float | None = None
+    prompt_tps: float | None = None
+    generation_tps: float | None = None
+    peak_memory_gb: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: str
+    title: str
+    updated_at: float
+    pinned: bool
+    model: str | None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    title: str
+    title_is_auto: bool
+    created_at: float
+    updated_at: float
+    model: str | None
+    model_revision: str | None
+    system_prompt: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    pinned: bool = False
+    active_leaf_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: str
+    title: str
+    message_id: str | None  # None when the title matched
+    snippet: str
+    rank: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    name: str
+    system_prompt: str
+    settings: dict[str, Any]
+    is_default: bool
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def auto_title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class HistoryStore:
+    """Thread-safe (one connection behind a lock); callers keep it off the GUI thread."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.data_dir() / DB_NAME
+        self._conn, self.recovered_from = open_database(self.path)
+        self._lock = threading.RLock()
+        self.interrupted_on_open = self._mark_interrupted()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # --- conversations ---
+
+    def create_conversation(
+        self,
+        *,
+        model: str | None = None,
+        model_revision: str | None = None,
+        system_prompt: str = "",
+        settings: dict[str, Any] | None = None,
+        title: str | None = None,
+    ) -> Conversation:
+        now = time.time()
+        conversation_id = _new_id()
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO conversations (id, title, title_is_auto, created_at, updated_at, model,"
+                " model_revision, system_prompt, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, title or "New chat", int(title is None), now, now, model,
+                 model_revision, system_prompt, json.dumps(settings or {})),
+            )
+        return self.conversation(conversation_id)
+
+    def conversation(self, conversation_id: str) -> Conversation:
+        rows = self._query("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        if not rows:
+            raise HistoryError(f"There is no conversation {conversation_id}.")
+        return _conversation(rows[0])
+
+    def resolve_id(self, prefix: str) -> str:
+        """A conversation id from a unique prefix of it (as the terminal shows short ids)."""
+        prefix = prefix.strip().lower()
+        if not prefix or not all(c in "0123456789abcdef" for c in prefix):
+            raise HistoryError(f"{prefix!r} is not a conversation id.")
+        rows = self._query(
+            "SELECT id FROM conversations WHERE id >= ? AND id < ? LIMIT 2", (prefix, prefix + "g")
+        )
+        if not rows:
+            raise HistoryError(f"There is no conversation {prefix}.")
+        if len(rows) > 1:
+            raise HistoryError(f"{prefix} matches several conversations; give more of the id.")
+        return rows[0]["id"]
+
+    def list_conversations(self, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+        rows = self._query(
+            "SELECT id, title, updated_at, pinned, model FROM conversations"
+            " ORDER BY pinned DESC, updated_at DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [ConversationSummary(r["id"], r["title"], r["updated_at"], bool(r["pinned"]), r["model"])
+                for r in rows]
+
+    def count_conversations(self) -> int:
+        return self._query("SELECT count(*) FROM conversations")[0][0]
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            raise HistoryError("A title cannot be empty.")
+        self._update_conversation(conversation_id, title=title, title_is_auto=0)
+
+    def set_pinned(self, conversation_id: str, pinned: bool) -> None:
+        self._update_conversation(conversation_id, pinned=int(pinned), touch=False)
+
+    def set_system_prompt(self, conversation_id: str, system_prompt: str) -> None:
+        self._update_conversation(conversation_id, system_prompt=system_prompt)
+
+    def set_settings(self, conversation_id: str, settings: dict[str, Any]) -> None:
+        self._update_conversation(conversation_id, settings=json.dumps(settings))
+
+    def set_model(self, conversation_id: str, model: str | None, revision: str | None = None) -> None:
+        self._update_conversation(conversation_id, model=model, model_revision=revision)
+
+    def _update_conversation(self, conversation_id: str, touch: bool = True, **values: Any) -> None:
+        if touch:
+            values["updated_at"] = time.time()
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self.transaction() as tx:
+            cursor = tx.execute(
+                f"UPDATE conversations SET {assignments} WHERE id = ?", (*values.values(), conversation_id)
+            )
+            if cursor.rowcount == 0:
+                raise HistoryError(f"There is no conversation {conversation_id}.")
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        with self.transaction() as tx:
+            # Clear the leaf pointer first: the cascade then deletes messages without re-pointing it.
+            tx.execute("UPDATE conversations SET active_leaf_id = NULL WHERE id = ?", (conversation_id,))
+            tx.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            cursor = tx.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            if cursor.rowcount == 0:
+                raise HistoryError(f"There is no conversation {conversation_id}.")
+
+    # --- messages ---
+
+    def add_user_message(self, conversation_id: str, content: str, parent_id: str | None = None,
+                         *, branch: bool = False) -> Message:
+        """A user turn after parent_id (default: the end of the active path), made the active leaf.
+
+        branch=True with parent_id=None starts a new root branch (an edited first message)."""
+        with self.transaction() as tx:
+            conv = _conversation(_one(tx, "SELECT * FROM conversations WHERE id = ?", conversation_id))
+            parent = parent_id if (parent_id or branch) else conv.active_leaf_id
+            message = self._insert_message(tx, conv.id, parent, "user", content, "complete")
+            if conv.title_is_auto and parent is None:
+                tx.execute("UPDATE conversations SET title = ? WHERE id = ?", (auto_title(content), conv.id))
+        return message
+
+    def begin_answer(self, conversation_id: str, parent_id: str, **answer: Any) -> Message:
+        """An empty assistant message with status 'streaming', made the active leaf."""
+        with self.transaction() as tx:
+            return self._insert_message(tx, conversation_id, parent_id, "assistant", "", "streaming",
+                                        writer_pid=os.getpid(), **answer)
+
+    def add_answer(self, conversation_id: str, parent_id: str, content: str, **answer: Any) -> Message:
+        """A finished assistant message in one go."""
+        with self.transaction() as tx:
+            return self._insert_message(tx, conversation_id, parent_id, "assistant", content,
+                                        "complete", **answer)
+
+    def checkpoint_answer(self, message_id: str, content: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND content != ?",
+                       (content, time.time(), message_id, content))
+
+    def finish_answer(self, message_id: str, content: str, **answer: Any) -> None:
+        values = _answer_values(answer)
+        values.update(content=content, status="complete", updated_at=time.time(), writer_pid=None)
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self.transaction() as tx:
+            row = _one(tx, "SELECT conversation_id FROM messages WHERE id = ?", message_id)
+            tx.execute(f"UPDATE messages SET {assignments} WHERE id = ?", (*values.values(), message_id))
+            tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
+                       (values["updated_at"], row["conversation_id"]))
+
+    def _insert_message(self, tx: sqlite3.Connection, conversation_id: str, parent_id: str | None,
+                        role: str, content: str, status: str, writer_pid: int | None = None,
+                        **answer: Any) -> Message:
+        if parent_id is not None:
+            parent = _one(tx, "SELECT conversation_id FROM messages WHERE id = ?", parent_id)
+            if parent["conversation_id"] != conversation_id:
+                raise HistoryError("A message's parent must be in the same conversation.")
+        now = time.time()
+        message_id = _new_id()
+        values = {"id": message_id, "conversation_id": conversation_id, "parent_id": parent_id,
+                  "role": role, "content": content, "status": status, "created_at": now,
+                  "updated_at": now, "writer_pid": writer_pid, **_answer_values(answer)}
+        columns = ", ".join(values)
+        tx.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(values))})",
+                   tuple(values.values()))
+        cursor = tx.execute("UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
+                            (message_id, now, conversation_id))
+        if cursor.rowcount == 0:
+            raise HistoryError(f"There is no conversation {conversation_id}.")
+        return _message(_one(tx, "SELECT * FROM messages WHERE id = ?", message_id))
+
+    def message(self, message_id: str) -> Message:
+        rows = self._query("SELECT * FROM messages WHERE id = ?", (message_id,))
+        if not rows:
+            raise HistoryError(f"There is no message {message_id}.")
+        return _message(rows[0])
+
+    def active_path(self, conversation_id: str) -> list[Message]:
+        """Messages from the first to the active leaf."""
+        leaf = self.conversation(conversation_id).active_leaf_id
+        return self.path_to(leaf) if leaf else []
+
+    def path_to(self, message_id: str) -> list[Message]:
+        rows = self._query(
+            "WITH RECURSIVE path(id, depth) AS ("
+            " SELECT id, 0 FROM messages WHERE id = ?"
+            " UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m JOIN path p ON m.id = p.id"
+            " WHERE m.parent_id IS NOT NULL)"
+            " SELECT messages.* FROM path JOIN messages ON messages.id = path.id ORDER BY depth DESC",
+            (message_id,),
+        )
+        return [_message(r) for r in rows]
+
+    def siblings(self, message_id: str) -> list[str]:
+        """Ids of the versions of this message (same parent), oldest first: the `< 2/3 >` branches."""
+        m = self.message(message_id)
+        rows = self._query(
+            "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? AND role = ?"
+            " ORDER BY seq",
+            (m.conversation_id, m.parent_id, m.role),
+        )
+        return [r["id"] for r in rows]
+
+    def select_branch(self, message_id: str) -> list[Message]:
+        """Make the branch through message_id active (down its newest replies); its path."""
+        with self.transaction() as tx:
+            conversation_id = _one(tx, "SELECT conversation_id FROM messages WHERE id = ?", message_id)[0]
+            leaf = message_id
+            while row := tx.execute("SELECT id FROM messages WHERE parent_id = ? ORDER BY seq DESC LIMIT 1",
+                                    (leaf,)).fetchone():
+                leaf = row["id"]
+            tx.execute("UPDATE conversations SET active_leaf_id = ? WHERE id = ?", (leaf, conversation_id))
+        return self.path_to(leaf)
+
+    def message_count(self, conversation_id: str) -> int:
+        return self._query("SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,))[0][0]
+
+    def _mark_interrupted(self) -> list[str]:
+        """Answers left 'streaming' by a process that is gone are interrupted; their text stays."""
+        stale_before = time.time() - STALE_STREAM_S
+        rows = self._query("SELECT id, writer_pid, updated_at FROM messages WHERE status = 'streaming'")
+        dead = [r["id"] for r in rows if r["updated_at"] < stale_before or not _alive(r["writer_pid"])]
+        if dead:
+            with self.transaction() as tx:
+                tx.executemany("UPDATE messages SET status = 'interrupted', writer_pid = NULL,"
+                               " finish_reason = COALESCE(finish_reason, 'interrupted') WHERE id = ?",
+                               [(i,) for i in dead])
+        return dead
+
+    # --- search ---
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Ranked full-text hits over titles and messages; any input is safe (never raises)."""
+        fts = to_fts_query(query)
+        if not fts or limit <= 0:
+            return []
+        try:
+            return self._search(fts, limit)
+        except sqlite3.OperationalError:  # a query FTS5 still rejects: no hits rather than a crash
+            return []
+
+    def _search(self, fts: str, limit: int) -> list[SearchHit]:
+        titles = self._query(
+            "SELECT c.id, c.title, snippet(title_fts, 0, '\x02', '\x03', '…', 12) AS snip,"
+            " bm25(title_fts) - 5.0 AS rank"
+            " FROM title_fts JOIN conversations c ON c.seq = title_fts.rowid"
+            " WHERE title_fts MATCH ? ORDER BY rank LIMIT ?", (fts, limit))
+        messages = self._query(
+            "SELECT m.conversation_id, c.title, m.id, snippet(message_fts, 0, '\x02', '\x03', '…', 16)"
+            " AS snip, bm25(message_fts) AS rank FROM message_fts"
+            " JOIN messages m ON m.seq = message_fts.rowid"
+            " JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE message_fts MATCH ? ORDER BY rank LIMIT ?", (fts, limit))
+        hits = [SearchHit(r["id"], r["title"], None, r["snip"], r["rank"]) for r in titles]
+        hits += [SearchHit(r[0], r["title"], r["id"], r["snip"], r["rank"]) for r in messages]
+        return sorted(hits, key=lambda h: h.rank)[:limit]
+
+    # --- presets ---
+
+    def presets(self) -> list[Preset]:
+        return [_preset(r) for r in self._query("SELECT * FROM presets ORDER BY is_default DESC, name")]
+
+    def default_preset(self) -> Preset | None:
+        rows = self._query("SELECT * FROM presets WHERE is_default = 1 LIMIT 1")
+        return _preset(rows[0]) if rows else None
+
+    def save_preset(self, name: str, system_prompt: str, settings: dict[str, Any] | None = None,
+                    *, make_default: bool = False) -> Preset:
+        name = name.strip()
+        if not name:
+            raise HistoryError("A preset needs a name.")
+        now = time.time()
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO presets (id, name, system_prompt, settings, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                " system_prompt = excluded.system_prompt, settings = excluded.settings,"
+                " updated_at = excluded.updated_at",
+                (_new_id(), name, system_prompt, json.dumps(settings or {}), now, now))
+            if make_default:
+                tx.execute("UPDATE presets SET is_default = (name = ?)", (name,))
+            row = _one(tx, "SELECT * FROM presets WHERE name = ?", name)
+        return _preset(row)
+
+    def delete_preset(self, name: str) -> None:
+        with self.transaction() as tx:
+            if tx.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount == 0:
+                raise HistoryError(f"There is no preset {name!r}.")
+
+
+def _one(tx: sqlite3.Connection, sql: str, key: str) -> sqlite3.Row:
+    row = tx.execute(sql, (key,)).fetchone()
+    if row is None:
+        raise HistoryError(f"There is no conversation or message {key}.")
+    return row
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return False  # this process is opening the store: it is not streaming that answer yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answer_values(answer: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(answer) - set(ANSWER_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown answer fields: {sorted(unknown)}")
+    values = dict(answer)
+    if isinstance(values.get("settings"), dict):
+        values["settings"] = json.dumps(values["settings"])
+    return values
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"], title=row["title"], title_is_auto=bool(row["title_is_auto"]),
+        created_at=row["created_at"], updated_at=row["updated_at"], model=row["model"],
+        model_revision=row["model_revision"], system_prompt=row["system_prompt"],
+        settings=json.loads(row["settings"] or "{}"), pinned=bool(row["pinned"]),
+        active_leaf_id=row["active_leaf_id"],
+    )
+
+
+def _message(row: sqlite3.Row) -> Message:
+    data = {key: row[key] for key in row.keys() if key not in ("seq", "writer_pid")}
+    data["settings"] = json.loads(data["settings"]) if data.get("settings") else None
+    return Message(**data)
+
+
+def _preset(row: sqlite3.Row) -> Preset:
+    return Preset(row["id"], row["name"], row["system_prompt"], json.loads(row["settings"] or "{}"),
+                  bool(row["is_default"]))
