@@ -111,12 +111,13 @@ def validate_export(data: Any) -> list[dict[str, Any]]:
     if not isinstance(conversations, list):
         raise ImportError_("The export has no list of conversations.")
     seen: set[str] = set()
+    message_ids: set[str] = set()
     for index, conv in enumerate(conversations, start=1):
-        _check_conversation(conv, f"conversation {index}", seen)
+        _check_conversation(conv, f"conversation {index}", seen, message_ids)
     return conversations
 
 
-def _check_conversation(conv: Any, where: str, seen: set[str]) -> None:
+def _check_conversation(conv: Any, where: str, seen: set[str], message_ids: set[str]) -> None:
     _require(isinstance(conv, dict), f"{where} is not an object")
     _check_fields(conv, where, {"id": str, "title": str, "title_is_auto": (bool, int),
                                 "created_at": (int, float), "updated_at": (int, float),
@@ -128,7 +129,10 @@ def _check_conversation(conv: Any, where: str, seen: set[str]) -> None:
     seen.add(conv["id"])
     ids: set[str] = set()
     for index, message in enumerate(conv["messages"], start=1):
+        _require(not isinstance(message, dict) or message.get("id") not in message_ids,
+                 f"{where}, message {index}: its id is used by another conversation too")
         _check_message(message, f"{where}, message {index}", ids)
+    message_ids.update(ids)
     leaf = conv["active_leaf_id"]
     _require(leaf is None or leaf in ids, f"{where}: active_leaf_id is not one of its messages")
 

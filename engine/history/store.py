@@ -298,6 +298,18 @@ class HistoryStore:
             raise HistoryError(f"There is no conversation {conversation_id}.")
         return _message(_one(tx, "SELECT * FROM messages WHERE id = ?", message_id))
 
+    def delete_message(self, message_id: str) -> None:
+        """Delete a message and its replies; the active path falls back to its parent if needed."""
+        with self.transaction() as tx:
+            row = _one(tx, "SELECT conversation_id, parent_id FROM messages WHERE id = ?", message_id)
+            leaf = tx.execute("SELECT active_leaf_id FROM conversations WHERE id = ?",
+                              (row["conversation_id"],)).fetchone()[0]
+            on_active_path = leaf is not None and any(m.id == message_id for m in self._path(tx, leaf))
+            tx.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            if on_active_path:
+                tx.execute("UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
+                           (row["parent_id"], time.time(), row["conversation_id"]))
+
     def message(self, message_id: str) -> Message:
         rows = self._query("SELECT * FROM messages WHERE id = ?", (message_id,))
         if not rows:
@@ -310,14 +322,19 @@ class HistoryStore:
         return self.path_to(leaf) if leaf else []
 
     def path_to(self, message_id: str) -> list[Message]:
-        rows = self._query(
+        with self._lock:
+            return self._path(self._conn, message_id)
+
+    @staticmethod
+    def _path(conn: sqlite3.Connection, message_id: str) -> list[Message]:
+        rows = conn.execute(
             "WITH RECURSIVE path(id, depth) AS ("
             " SELECT id, 0 FROM messages WHERE id = ?"
             " UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m JOIN path p ON m.id = p.id"
             " WHERE m.parent_id IS NOT NULL)"
             " SELECT messages.* FROM path JOIN messages ON messages.id = path.id ORDER BY depth DESC",
             (message_id,),
-        )
+        ).fetchall()
         return [_message(r) for r in rows]
 
     def siblings(self, message_id: str) -> list[str]:

@@ -1,0 +1,62 @@
+"""Recording a chat turn in the history, shared by the terminal and the desktop app.
+
+The user message is committed before generation starts; the answer is created as 'streaming' and
+grows through an AnswerWriter; the engine's final record closes it with its figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..events import Finished
+from ..sampling import SamplingSettings
+from .store import Conversation, HistoryStore, Message
+from .writer import AnswerWriter
+
+
+def engine_messages(store: HistoryStore, conversation: Conversation) -> list[dict[str, str]]:
+    """The conversation's active path as the engine's role/content list, system prompt first."""
+    messages = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
+    messages += [{"role": m.role, "content": m.content} for m in store.active_path(conversation.id)]
+    return messages
+
+
+@dataclass
+class RecordedTurn:
+    user: Message
+    answer: Message
+    writer: AnswerWriter
+    messages: list[dict[str, str]]  # what to send to the engine
+
+
+def start_turn(store: HistoryStore, conversation_id: str, user_text: str, *, model: str | None,
+               model_revision: str | None, settings: SamplingSettings) -> RecordedTurn:
+    user = store.add_user_message(conversation_id, user_text)
+    answer = store.begin_answer(conversation_id, user.id, model=model, model_revision=model_revision,
+                                settings=settings.to_dict(), seed=settings.seed)
+    messages = engine_messages(store, store.conversation(conversation_id))
+    return RecordedTurn(user, answer, AnswerWriter(store, answer.id), messages[:-1])
+
+
+def finish_turn(store: HistoryStore, turn: RecordedTurn, result: Finished) -> bool:
+    """Close the answer with the engine's record; False if nothing was answered (both removed)."""
+    if not result.text and result.finish_reason in ("cancelled", "error"):
+        store.delete_message(turn.user.id)
+        return False
+    turn.writer.finish(result.text, **answer_figures(result))
+    return True
+
+
+def answer_figures(result: Finished) -> dict[str, Any]:
+    return {
+        "seed": result.seed,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "generation_tokens": result.generation_tokens,
+        "ttft_s": result.ttft_s,
+        "prompt_tps": result.prompt_tps,
+        "generation_tps": result.generation_tps,
+        "peak_memory_gb": result.peak_memory_gb,
+        "error": result.error,
+    }
