@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import paths
 from .db import HistoryError, open_database
@@ -34,8 +34,9 @@ ANSWER_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
+    """One message. A named tuple: a 5,000-message conversation opens in a few milliseconds."""
+
     id: str
     conversation_id: str
     parent_id: str | None
@@ -46,7 +47,7 @@ class Message:
     updated_at: float
     model: str | None = None
     model_revision: str | None = None
-    settings: dict[str, Any] | None = None
+    settings_json: str | None = None
     seed: int | None = None
     finish_reason: str | None = None
     prompt_tokens: int | None = None
@@ -56,6 +57,15 @@ class Message:
     generation_tps: float | None = None
     peak_memory_gb: float | None = None
     error: str | None = None
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        return json.loads(self.settings_json) if self.settings_json else None
+
+
+MESSAGE_COLUMNS = ", ".join(
+    "settings" if name == "settings_json" else name for name in Message._fields
+)
 
 
 @dataclass(frozen=True)
@@ -327,15 +337,25 @@ class HistoryStore:
 
     @staticmethod
     def _path(conn: sqlite3.Connection, message_id: str) -> list[Message]:
-        rows = conn.execute(
-            "WITH RECURSIVE path(id, depth) AS ("
-            " SELECT id, 0 FROM messages WHERE id = ?"
-            " UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m JOIN path p ON m.id = p.id"
-            " WHERE m.parent_id IS NOT NULL)"
-            " SELECT messages.* FROM path JOIN messages ON messages.id = path.id ORDER BY depth DESC",
-            (message_id,),
-        ).fetchall()
-        return [_message(r) for r in rows]
+        """Root-to-message path: one indexed read of the conversation, then a walk up the parents.
+
+        Cheaper than a recursive query, since most of a conversation is on its active path."""
+        cursor = conn.cursor()
+        cursor.row_factory = None  # plain tuples, in Message's field order
+        row = cursor.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            return []
+        rows = cursor.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?",
+                              (row[0],)).fetchall()
+        by_id = {r[0]: r for r in rows}
+        path = []
+        node: str | None = message_id
+        while node is not None:
+            r = by_id[node]
+            path.append(r)
+            node = r[2]
+        path.reverse()
+        return [Message._make(r) for r in path]
 
     def siblings(self, message_id: str) -> list[str]:
         """Ids of the versions of this message (same parent), oldest first: the `< 2/3 >` branches."""
@@ -476,9 +496,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
 
 
 def _message(row: sqlite3.Row) -> Message:
-    data = {key: row[key] for key in row.keys() if key not in ("seq", "writer_pid")}
-    data["settings"] = json.loads(data["settings"]) if data.get("settings") else None
-    return Message(**data)
+    return Message._make(row[name if name != "settings_json" else "settings"] for name in Message._fields)
 
 
 def _preset(row: sqlite3.Row) -> Preset:
