@@ -222,6 +222,11 @@ class Engine:
         if context < 16:
             raise HearthError(f"A context of {context} tokens is too small to chat in.")
         fit.require_fit(info, context, self.memory_bytes)
+        if context > info.max_context:
+            raise HearthError(
+                f"{info.name} was trained for at most {info.max_context:,} tokens of context; "
+                f"{context:,} would give garbled answers past that point."
+            )
         fmt = choose_format(info, prompt_format)
         handle.emit(ModelLoading(handle.id, info.name))
         self._free_model()
@@ -279,9 +284,9 @@ def _load_weights(info: ModelInfo) -> Any:
         model, _config = load_model(info.path, lazy=False, strict=True)
     except ValueError as exc:
         # mlx-lm raises ValueError for missing, extra or misshapen parameters.
-        raise WeightsMismatch(f"The weights in {info.path.name} do not match config.json: {exc}") from exc
+        raise WeightsMismatch(f"The weights of {info.name} do not match config.json: {exc}") from exc
     except FileNotFoundError as exc:
-        raise ModelFolderError(f"{info.path.name} changed while loading: {exc}") from exc
+        raise ModelFolderError(f"{info.name} changed while loading: {exc}") from exc
     return model
 
 

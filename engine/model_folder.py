@@ -8,6 +8,7 @@ safetensors headers only, so a bad folder is reported in milliseconds with a spe
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,13 +100,50 @@ def cached_snapshot(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
+        from huggingface_hub.errors import IncompleteSnapshotError
+    except ImportError:  # older huggingface_hub: no tree listings, so no such check
+        IncompleteSnapshotError = ()  # noqa: N806
+
+    wanted = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, cache_dir=hub_cache_dir(), local_files_only=True
+        )
+    except IncompleteSnapshotError as exc:
+        raise ModelNotFound(
+            f"The download of {wanted} in the local Hugging Face cache did not finish: {exc} "
+            f"Hearth works offline: finish the download first."
+        ) from exc
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as exc:
         raise ModelNotFound(
-            f"{repo_id} is not in the local Hugging Face cache. Hearth works offline: download it "
-            f"first, or give the path of a model folder."
+            f"{wanted} is not downloaded: it is not in the local Hugging Face cache "
+            f"({hub_cache_dir()}). Hearth works offline: download it first, or give the path of a "
+            f"model folder."
         ) from exc
     return Path(folder)
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now rather than when huggingface_hub
+    was imported (same precedence: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG)."""
+    env = os.environ
+    hub = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if not hub:
+        home = env.get("HF_HOME") or os.path.join(
+            env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+            "huggingface",
+        )
+        hub = os.path.join(home, "hub")
+    return Path(os.path.expandvars(os.path.expanduser(hub)))
+
+
+def _label(path: Path) -> str:
+    """How messages name a folder: "org/name" for a Hugging Face cache snapshot (whose folder name
+    is just a commit hash), the folder name otherwise."""
+    repo = path.parent.parent.name
+    if path.parent.name == "snapshots" and repo.startswith("models--"):
+        return "/".join(repo[len("models--"):].split("--"))
+    return path.name
 
 
 def _snapshot_revision(folder: Path) -> str | None:
@@ -117,16 +155,16 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
     path = path.resolve()
     config = read_config(path)
     model_type = _check_model_type(path, config)
+    tokenizer_config = _read_optional_json(path / "tokenizer_config.json")
+    _refuse_custom_code(path, config, tokenizer_config)
     weight_files = _weight_files(path, config)
     tensors = safetensors_header.read_headers(weight_files)
     has_spm = (path / "tokenizer.model").is_file()
     has_json = (path / "tokenizer.json").is_file()
     if not (has_spm or has_json):
         raise MissingTokenizer(
-            f"{path.name} has no tokenizer: neither tokenizer.json nor tokenizer.model is there."
+            f"{_label(path)} has no tokenizer: neither tokenizer.json nor tokenizer.model is there."
         )
-    tokenizer_config = _read_optional_json(path / "tokenizer_config.json")
-    _refuse_custom_code(path, config, tokenizer_config)
     shape = _architecture(path, config)
     _check_weights_match(path, config, tensors, shape)
     return ModelInfo(
@@ -152,18 +190,22 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
 
 def read_config(path: Path) -> dict[str, Any]:
     config_path = path / "config.json"
-    if not config_path.is_file():
-        raise ConfigError(f"{path.name} has no config.json, so it is not an mlx-lm model folder.")
+    if not os.path.lexists(config_path):
+        raise ConfigError(f"{_label(path)} has no config.json, so it is not an mlx-lm model folder.")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config.json in {path.name} cannot be read: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"config.json in {_label(path)} cannot be read ({exc.strerror or exc})."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config.json in {_label(path)} cannot be read: it is not UTF-8 text.") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"config.json in {path.name} is not valid JSON (line {exc.lineno}, column {exc.colno})."
+            f"config.json in {_label(path)} is not valid JSON (line {exc.lineno}, column {exc.colno})."
         ) from exc
     if not isinstance(config, dict):
-        raise ConfigError(f"config.json in {path.name} is not a JSON object.")
+        raise ConfigError(f"config.json in {_label(path)} is not a JSON object.")
     return config
 
 
@@ -173,7 +215,7 @@ def _read_optional_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(f"{path.name} in {path.parent.name} is not valid JSON: {exc}") from exc
+        raise ModelFolderError(f"{path.name} in {_label(path.parent)} is not valid JSON: {exc}") from exc
     return data if isinstance(data, dict) else {}
 
 
@@ -182,10 +224,10 @@ def _check_model_type(path: Path, config: dict[str, Any]) -> str:
     if not model_type:
         if (path / "weights.npz").exists():
             raise LegacyNpzLayout(_legacy_message(path))
-        raise ConfigError(f"config.json in {path.name} does not say which model_type it is.")
+        raise ConfigError(f"config.json in {_label(path)} does not say which model_type it is.")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelType(
-            f"{path.name} is a {model_type!r} model; Hearth runs Llama-family models "
+            f"{_label(path)} is a {model_type!r} model; Hearth runs Llama-family models "
             f"({', '.join(SUPPORTED_MODEL_TYPES)})."
         )
     return str(model_type)
@@ -193,7 +235,7 @@ def _check_model_type(path: Path, config: dict[str, Any]) -> str:
 
 def _legacy_message(path: Path) -> str:
     return (
-        f"{path.name} is in the old MLX layout (weights.npz with a params-style config.json), "
+        f"{_label(path)} is in the old MLX layout (weights.npz with a params-style config.json), "
         f"which mlx-lm no longer loads. It needs converting to safetensors first."
     )
 
@@ -207,7 +249,7 @@ def _weight_files(path: Path, config: dict[str, Any]) -> list[Path]:
     missing = sorted(s for s in shards if not (path / s).is_file())
     if missing:
         raise WeightsMismatch(
-            f"{path.name} is incomplete: {len(missing)} weight file(s) listed in "
+            f"{_label(path)} is incomplete: {len(missing)} weight file(s) listed in "
             f"model.safetensors.index.json are missing ({', '.join(missing[:3])})."
         )
     return files
@@ -219,24 +261,43 @@ def _no_safetensors_error(path: Path) -> NoSafetensors:
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         return PickleWeights(
-            f"{path.name} only has pickle-format weights ({', '.join(pickles[:3])}). Hearth never "
+            f"{_label(path)} only has pickle-format weights ({', '.join(pickles[:3])}). Hearth never "
             f"loads pickles, because opening one can run arbitrary code; use a safetensors version."
         )
     others = sorted(p.name for p in path.glob("*.safetensors"))
     if others:
         return NoSafetensors(
-            f"{path.name} has safetensors files ({', '.join(others[:3])}) but none named "
+            f"{_label(path)} has safetensors files ({', '.join(others[:3])}) but none named "
             f"model*.safetensors, the mlx-lm layout."
         )
-    return NoSafetensors(f"{path.name} has no weights: no model*.safetensors file is there.")
+    return NoSafetensors(f"{_label(path)} has no weights: no model*.safetensors file is there.")
 
 
 def _refuse_custom_code(path: Path, config: dict[str, Any], tokenizer_config: dict[str, Any]) -> None:
-    if config.get("model_file") or "AutoTokenizer" in str(tokenizer_config.get("auto_map", "")):
+    reason = None
+    if config.get("model_file"):
+        reason = f"config.json names a model file, {config['model_file']!r}"
+    elif custom := _custom_tokenizer(tokenizer_config.get("auto_map")):
+        reason = f"tokenizer_config.json maps AutoTokenizer to {custom}"
+    elif custom := _custom_tokenizer(config.get("auto_map")):
+        reason = f"config.json maps AutoTokenizer to {custom}"
+    if reason:
         raise ModelFolderError(
-            f"{path.name} needs Python code shipped with the model to load. Hearth never runs code "
-            f"that comes with a model."
+            f"{_label(path)} needs Python code shipped with the model to load ({reason}). Hearth never "
+            f"runs code that comes with a model."
         )
+
+
+def _custom_tokenizer(auto_map: Any) -> str | None:
+    """The custom tokenizer class(es) an auto_map asks for, if any."""
+    if isinstance(auto_map, dict):
+        auto_map = auto_map.get("AutoTokenizer")
+    elif not isinstance(auto_map, (list, tuple)):  # the old list form is always AutoTokenizer
+        return None
+    if isinstance(auto_map, (list, tuple)):
+        names = [str(n) for n in auto_map if n]
+        return ", ".join(names) or None
+    return str(auto_map) if auto_map else None
 
 
 def _config_int(path: Path, config: dict[str, Any], *keys: str) -> int:
@@ -244,19 +305,28 @@ def _config_int(path: Path, config: dict[str, Any], *keys: str) -> int:
         value = config.get(key)
         if isinstance(value, int) and value > 0:
             return value
-    raise ConfigError(f"config.json in {path.name} lacks a valid {keys[0]}.")
+    raise ConfigError(f"config.json in {_label(path)} lacks a valid {keys[0]}.")
+
+
+def _optional_config_int(path: Path, config: dict[str, Any], key: str) -> int | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ConfigError(f"config.json in {_label(path)} has an invalid {key}: {value!r}.")
 
 
 def _architecture(path: Path, config: dict[str, Any]) -> dict[str, int]:
     hidden = _config_int(path, config, "hidden_size", "dim")
     heads = _config_int(path, config, "num_attention_heads", "n_heads")
-    kv_heads = config.get("num_key_value_heads") or heads
-    head_dim = config.get("head_dim") or hidden // heads
+    kv_heads = _optional_config_int(path, config, "num_key_value_heads") or heads
+    head_dim = _optional_config_int(path, config, "head_dim") or hidden // heads
     return {
         "hidden_size": hidden,
         "num_layers": _config_int(path, config, "num_hidden_layers", "n_layers"),
-        "num_kv_heads": int(kv_heads),
-        "head_dim": int(head_dim),
+        "num_kv_heads": kv_heads,
+        "head_dim": head_dim,
         "vocab_size": _config_int(path, config, "vocab_size"),
     }
 
@@ -270,21 +340,41 @@ def _check_weights_match(
     layer_ids = {int(m.group(1)) for name in tensors if (m := re.search(r"layers\.(\d+)\.", name))}
     if layer_ids and max(layer_ids) + 1 != shape["num_layers"]:
         raise WeightsMismatch(
-            f"The weights in {path.name} have {max(layer_ids) + 1} layers but config.json says "
+            f"The weights in {_label(path)} have {max(layer_ids) + 1} layers but config.json says "
             f"{shape['num_layers']}."
         )
     embed = next((t for n, t in tensors.items() if n.endswith("embed_tokens.weight")), None)
     if embed is None or len(embed.shape) != 2:
         return
     rows, cols = embed.shape
-    bits = (_quantization(config) or {}).get("bits")
+    bits = _module_bits(config, "model.embed_tokens")
     expected_cols = shape["hidden_size"] * bits // 32 if embed.dtype == "U32" and bits else shape["hidden_size"]
     if rows != shape["vocab_size"] or cols != expected_cols:
         raise WeightsMismatch(
-            f"The weights in {path.name} do not match config.json: the embedding is {rows} x {cols}, "
+            f"The weights in {_label(path)} do not match config.json: the embedding is {rows} x {cols}, "
             f"but vocab_size {shape['vocab_size']} and hidden_size {shape['hidden_size']} "
             f"call for {shape['vocab_size']} x {expected_cols}."
         )
+    kv_rows = shape["num_kv_heads"] * shape["head_dim"]
+    for name, info in tensors.items():
+        if name.endswith(("self_attn.k_proj.weight", "self_attn.v_proj.weight")) and info.shape:
+            if info.shape[0] != kv_rows:
+                raise WeightsMismatch(
+                    f"The weights in {_label(path)} do not match config.json: {name} has "
+                    f"{info.shape[0]} rows, but num_key_value_heads {shape['num_kv_heads']} x "
+                    f"head_dim {shape['head_dim']} call for {kv_rows}."
+                )
+
+
+def _module_bits(config: dict[str, Any], module: str) -> int | None:
+    """Quantization bits of one module: mlx-lm's mixed recipes override some modules."""
+    quant = config.get("quantization")
+    if not isinstance(quant, dict):
+        return None
+    override = quant.get(module)
+    if isinstance(override, dict) and "bits" in override:
+        return int(override["bits"])
+    return int(quant["bits"]) if "bits" in quant else None
 
 
 def _max_context(config: dict[str, Any]) -> int:
@@ -313,7 +403,10 @@ def _activation_bytes(config: dict[str, Any], tensors: dict[str, safetensors_hea
 def _chat_template(path: Path, tokenizer_config: dict[str, Any]) -> str | None:
     jinja = path / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        try:
+            return jinja.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelFolderError(f"chat_template.jinja in {_label(path)} cannot be read: {exc}") from exc
     template = tokenizer_config.get("chat_template")
     if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}

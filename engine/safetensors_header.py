@@ -8,6 +8,7 @@ config before loading gigabytes.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +36,28 @@ class TensorInfo:
 
 def read_header(path: Path) -> dict[str, TensorInfo]:
     """Tensor infos of one .safetensors file; raises WeightsMismatch when the file is damaged."""
-    file_size = path.stat().st_size
+    try:
+        file_size = path.stat().st_size
+    except OSError as exc:
+        # In a Hugging Face cache the file is a link to a blob, which an interrupted download or a
+        # cache clean-up can leave missing.
+        raise WeightsMismatch(
+            f"{path.name} cannot be read ({exc.strerror or exc}); the file or the blob it links to "
+            f"is missing."
+        ) from exc
     try:
         with open(path, "rb") as f:
             prefix = f.read(8)
             if len(prefix) < 8:
                 raise WeightsMismatch(f"{path.name} is empty or truncated ({file_size} bytes).")
             (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES or header_len + 8 > file_size:
+            if header_len > MAX_HEADER_BYTES:
                 raise WeightsMismatch(f"{path.name} is not a valid safetensors file (bad header).")
+            if header_len + 8 > file_size:
+                raise WeightsMismatch(
+                    f"{path.name} is truncated: its header alone should be {header_len:,} bytes but the "
+                    f"file holds {file_size:,}. The download or copy did not finish."
+                )
             header = json.loads(f.read(header_len))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsMismatch(f"{path.name} cannot be read as safetensors: {exc}") from exc
@@ -58,15 +72,23 @@ def _tensor_infos(path: Path, header: dict, data_size: int) -> dict[str, TensorI
         if name == "__metadata__":
             continue
         try:
-            begin, end = entry["data_offsets"]
+            begin, end = (int(o) for o in entry["data_offsets"])
             shape = tuple(int(d) for d in entry["shape"])
             dtype = str(entry["dtype"])
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsMismatch(f"{path.name}: tensor {name!r} has a malformed entry.") from exc
+        if begin < 0 or end < begin or any(d < 0 for d in shape):
+            raise WeightsMismatch(f"{path.name}: tensor {name!r} has a malformed entry.")
         if end > data_size:
             raise WeightsMismatch(
                 f"{path.name} is truncated: tensor {name!r} ends at byte {end:,} but the file holds "
                 f"{data_size:,} bytes of data. The download or copy did not finish."
+            )
+        # The fit check trusts these sizes, so they must agree with dtype and shape.
+        if dtype in DTYPE_BYTES and end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
+            raise WeightsMismatch(
+                f"{path.name}: tensor {name!r} claims {end - begin:,} bytes, but a {dtype} tensor of "
+                f"shape {list(shape)} takes {math.prod(shape) * DTYPE_BYTES[dtype]:,}."
             )
         infos[name] = TensorInfo(name, dtype, shape, end - begin)
     return infos

@@ -288,3 +288,10 @@ def test_shutdown_mid_generation_ends_cleanly(llama2_chat):
     engine.shutdown()
     assert handle.wait().finish_reason in ("cancelled", "stop")
     assert queued.wait().finish_reason == "cancelled"
+
+
+def test_a_context_beyond_what_the_model_was_trained_for_is_refused(llama2_chat):
+    with Engine() as engine:
+        refused = engine.load(llama2_chat, context_length=8192).wait()
+        assert refused.finish_reason == "error" and "at most 4,096 tokens" in refused.error
+        assert engine.load(llama2_chat, context_length=4096).wait().finish_reason == "done"
