@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine import paths
 from engine.errors import HearthError
@@ -31,6 +31,13 @@ Hearth never goes online by itself; downloading from inside Hearth is coming wit
 
 class UsageError(HearthError):
     """A mistake in how the command was called."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake on the command line is one line on stderr, like every error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"hearth: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hearth", description="Chat privately with local Llama models.")
+    parser = _Parser(prog="hearth", description="Chat privately with local Llama models.")
     parser.add_argument("--version", action="version", version=f"hearth {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -87,16 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_messages_option(prompt)
     prompt.add_argument("--json", action="store_true", help="print one JSON object")
     _add_model_options(prompt)
-    prompt.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
-                        help="answer tokens to reserve when fitting the context")
+    # The same options as generate, so its command line works here too; only --max-tokens (the
+    # answer room kept when fitting the context) changes the prompt.
+    _add_sampling_options(prompt)
     prompt.set_defaults(handler=_prompt)
     return parser
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--context", type=int, help="context window in tokens (default: the model's, at most 8192)")
+    parser.add_argument("--context", type=_positive_int,
+                        help="context window in tokens (default: the model's, at most 8192)")
     parser.add_argument("--prompt-format", choices=["llama2", "template", "plain"],
                         help="override how messages become a prompt")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of tokens, not {value}")
+    return value
 
 
 def _add_messages_option(parser: argparse.ArgumentParser) -> None:
@@ -130,18 +149,19 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
 
 
 def read_messages(source: str) -> list[dict[str, Any]]:
+    name = "the standard input" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{source} is not UTF-8 text") from exc
+        raise UsageError(f"{name} is not UTF-8 text") from exc
     try:
         messages = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
+        raise UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise UsageError(f'{source} must hold a JSON list of {{"role", "content"}} objects')
+        raise UsageError(f'{name} must hold a JSON list of {{"role", "content"}} objects')
     return messages
 
 
@@ -170,9 +190,10 @@ def _generate(args: argparse.Namespace) -> int:
 def _prompt(args: argparse.Namespace) -> int:
     from .terminal import show_prompt
 
-    return show_prompt(args.model, read_messages(args.messages), as_json=args.json,
-                       context_length=args.context, prompt_format=args.prompt_format,
-                       max_tokens=args.max_tokens)
+    messages = read_messages(args.messages)
+    sampling = sampling_from_args(args)  # rejects the same mistakes generate would
+    return show_prompt(args.model, messages, as_json=args.json, context_length=args.context,
+                       prompt_format=args.prompt_format, max_tokens=sampling.max_tokens)
 
 
 def _version() -> str:

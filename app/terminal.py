@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from engine.engine import Engine, RequestHandle
@@ -18,27 +22,83 @@ from engine.tokenizer import load_tokenizer
 
 HELP = "Type a message and press Enter. /reset starts over, /bye (or Ctrl-D) quits; Ctrl-C stops an answer."
 
+log = logging.getLogger(__name__)
+
+# How long to wait for the engine thread to release MLX's streams before shutting it down anyway.
+STREAM_RELEASE_TIMEOUT_S = 30.0
+
+
+@contextmanager
+def _running_engine() -> Iterator[Engine]:
+    """An engine that frees the model and MLX's per-thread streams on its own thread before it stops.
+
+    Streams made on a thread (mlx-lm makes one when it is imported, on the engine thread) must be
+    destroyed by that thread: when the thread ends with them alive, the process can abort on exit
+    ("terminate called without an active exception", exit status 134) after a correct answer.
+    Callers cancel their requests before leaving the block, so the engine is idle here.
+    """
+    engine = Engine().start()
+    try:
+        yield engine
+    finally:
+        try:
+            if "mlx.core" in sys.modules:  # nothing to release when no MLX was ever used
+                engine.unload(on_event=lambda _event: None).wait(timeout=STREAM_RELEASE_TIMEOUT_S)
+                engine.run(_clear_streams).result(timeout=STREAM_RELEASE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - shutting down regardless
+            log.exception("could not release MLX streams before shutdown")
+        finally:
+            engine.shutdown()
+
+
+def _clear_streams(_loaded: Any) -> None:
+    import mlx.core as mx
+
+    clear_streams = getattr(mx, "clear_streams", None)  # mlx >= 0.32
+    if clear_streams is not None:
+        clear_streams()
+
 
 def _load(engine: Engine, model: str, context_length: int | None, prompt_format: str | None) -> ModelLoaded:
     loaded = None
-    for event in engine.load(model, context_length=context_length, prompt_format=prompt_format).events():
-        if isinstance(event, ModelLoaded):
-            loaded = event
-        elif isinstance(event, Finished) and event.finish_reason == "error":
-            raise HearthError(event.error or "the model could not be loaded")
+    handle = engine.load(model, context_length=context_length, prompt_format=prompt_format)
+    try:
+        for event in handle.events():
+            if isinstance(event, ModelLoaded):
+                loaded = event
+            elif isinstance(event, Finished) and event.finish_reason == "error":
+                raise HearthError(event.error or "the model could not be loaded")
+    except KeyboardInterrupt:
+        handle.cancel()
+        raise
     assert loaded is not None
     return loaded
 
 
-def _stream(handle: RequestHandle, out: TextIO) -> Finished:
-    """Print an answer as it arrives; Ctrl-C cancels it and waits for the engine to confirm."""
-    try:
-        for event in handle.events():
-            _show(event, out)
-    except KeyboardInterrupt:
-        handle.cancel()
-        for event in handle.events():
-            _show(event, out)
+def _ask(engine: Engine, request: GenerationRequest, out: TextIO) -> Finished:
+    """Generate and print the answer as it arrives. Ctrl-C (even repeated) stops the answer only."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    handle = engine.generate(request, on_event=events.put)
+    return _stream(handle, events, out)
+
+
+def _stream(handle: RequestHandle, events: queue.SimpleQueue, out: TextIO) -> Finished:
+    """Show the request's events until it has finished; Ctrl-C cancels it and waits for the engine.
+
+    The engine queues Finished before it sets `done`, so a done request with an empty queue has
+    nothing left to show, even when a Ctrl-C interrupted the loop right after taking an event.
+    """
+    while True:
+        try:
+            while not (handle.done.is_set() and events.empty()):
+                try:
+                    event = events.get(timeout=0.1)  # a timeout, so Ctrl-C reaches this thread
+                except queue.Empty:
+                    continue
+                _show(event, out)
+            break
+        except KeyboardInterrupt:
+            handle.cancel()
     assert handle.result is not None
     return handle.result
 
@@ -56,7 +116,7 @@ def _show(event: Any, out: TextIO) -> None:
 def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_length: int | None,
          prompt_format: str | None) -> int:
     interactive = sys.stdin.isatty()
-    with Engine() as engine:
+    with _running_engine() as engine:
         if interactive:
             print(f"Loading {model} ...", file=sys.stderr)
         loaded = _load(engine, model, context_length, prompt_format)
@@ -81,7 +141,7 @@ def _chat_loop(engine: Engine, sampling: SamplingSettings, system: str | None, i
             print("[conversation cleared]", file=sys.stderr)
             continue
         messages.append({"role": "user", "content": line})
-        result = _stream(engine.generate(GenerationRequest(list(messages), sampling, conversation)), sys.stdout)
+        result = _ask(engine, GenerationRequest(list(messages), sampling, conversation), sys.stdout)
         _after_answer(messages, result)
 
 
@@ -114,16 +174,24 @@ def _after_answer(messages: list[dict[str, str]], result: Finished) -> None:
 
 def generate_once(model: str, messages: list[dict[str, Any]], sampling: SamplingSettings, *,
                   as_json: bool, context_length: int | None, prompt_format: str | None) -> int:
-    with Engine() as engine:
+    with _running_engine() as engine:
         _load(engine, model, context_length, prompt_format)
-        handle = engine.generate(GenerationRequest(messages, sampling))
         if as_json:
-            result = handle.wait()
+            handle = engine.generate(GenerationRequest(messages, sampling))
+            try:
+                result = handle.wait()
+            except KeyboardInterrupt:
+                handle.cancel()
+                raise
         else:
-            result = _stream(handle, sys.stdout)
-            print(flush=True)
+            result = _ask(engine, GenerationRequest(messages, sampling), sys.stdout)
+            if result.text or result.finish_reason != "error":  # an error alone prints nothing here
+                print(flush=True)
     if result.finish_reason == "error":
         raise HearthError(result.error or "generation failed")
+    if result.finish_reason == "cancelled":  # Ctrl-C: what was shown is all there is
+        print("[stopped]", file=sys.stderr)
+        return 130
     if as_json:
         print(json.dumps(_result_json(result), ensure_ascii=False))
     return 0
