@@ -17,6 +17,8 @@ from engine import paths
 from engine.errors import HearthError
 from engine.sampling import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
 
+from .history_cli import add_history_parser
+
 log = logging.getLogger("hearth")
 
 GET_A_MODEL = """\
@@ -71,12 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("model", nargs="?", help="model folder or cached repo id")
     _add_model_options(run)
     _add_sampling_options(run)
-    run.add_argument("--system", help="system prompt")
+    _add_chat_options(run)
     run.set_defaults(handler=_run)
 
     chat = commands.add_parser("chat", help="interactive streaming chat in the terminal")
     chat.add_argument("model", help="model folder or cached repo id")
-    chat.add_argument("--system", help="system prompt")
+    _add_chat_options(chat)
     _add_model_options(chat)
     _add_sampling_options(chat)
     chat.set_defaults(handler=_chat)
@@ -85,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("model", help="model folder or cached repo id")
     _add_messages_option(generate)
     generate.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    generate.add_argument("--save", action="store_true", help="record the exchange in the history")
+    generate.add_argument("--conversation", metavar="ID",
+                          help="append to this saved conversation (implies --save)")
     _add_model_options(generate)
     _add_sampling_options(generate)
     generate.set_defaults(handler=_generate)
@@ -98,7 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     # answer room kept when fitting the context) changes the prompt.
     _add_sampling_options(prompt)
     prompt.set_defaults(handler=_prompt)
+
+    add_history_parser(commands)
     return parser
+
+
+def _add_chat_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
+    parser.add_argument("--no-save", action="store_true", help="do not record this chat in the history")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -176,7 +189,8 @@ def _chat(args: argparse.Namespace) -> int:
     from .terminal import chat
 
     return chat(args.model, sampling_from_args(args), system=args.system,
-                context_length=args.context, prompt_format=args.prompt_format)
+                context_length=args.context, prompt_format=args.prompt_format,
+                save=not args.no_save, conversation=args.conversation)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -184,7 +198,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     return generate_once(args.model, read_messages(args.messages), sampling_from_args(args),
                          as_json=args.json, context_length=args.context,
-                         prompt_format=args.prompt_format)
+                         prompt_format=args.prompt_format, save=args.save,
+                         conversation=args.conversation)
 
 
 def _prompt(args: argparse.Namespace) -> int:

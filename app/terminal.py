@@ -1,62 +1,35 @@
-"""Terminal front end over the engine: streaming chat, one-shot answers and the prompt inspector."""
+"""Terminal front end over the engine: streaming chat, one-shot answers and the prompt inspector.
+
+Chats are recorded in the same history as the desktop app (unless --no-save), so a conversation
+started here can be continued there, and `--conversation ID` continues one here.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import queue
 import sys
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 from engine.engine import Engine, RequestHandle
 from engine.errors import HearthError
 from engine.events import Finished, ModelLoaded, PromptReady, TextChunk
 from engine.generation import GenerationRequest
+from engine.history import HistoryStore
+from engine.history.recording import (
+    RecordedTurn,
+    answer_figures,
+    engine_messages,
+    finish_turn,
+    start_turn,
+)
 from engine.model_folder import resolve_model
 from engine.prompts import build_prompt, choose_format
 from engine.sampling import SamplingSettings
 from engine.tokenizer import load_tokenizer
 
+from .history_cli import SHORT_ID, open_store
+
 HELP = "Type a message and press Enter. /reset starts over, /bye (or Ctrl-D) quits; Ctrl-C stops an answer."
-
-log = logging.getLogger(__name__)
-
-# How long to wait for the engine thread to release MLX's streams before shutting it down anyway.
-STREAM_RELEASE_TIMEOUT_S = 30.0
-
-
-@contextmanager
-def _running_engine() -> Iterator[Engine]:
-    """An engine that frees the model and MLX's per-thread streams on its own thread before it stops.
-
-    Streams made on a thread (mlx-lm makes one when it is imported, on the engine thread) must be
-    destroyed by that thread: when the thread ends with them alive, the process can abort on exit
-    ("terminate called without an active exception", exit status 134) after a correct answer.
-    Callers cancel their requests before leaving the block, so the engine is idle here.
-    """
-    engine = Engine().start()
-    try:
-        yield engine
-    finally:
-        try:
-            if "mlx.core" in sys.modules:  # nothing to release when no MLX was ever used
-                engine.unload(on_event=lambda _event: None).wait(timeout=STREAM_RELEASE_TIMEOUT_S)
-                engine.run(_clear_streams).result(timeout=STREAM_RELEASE_TIMEOUT_S)
-        except Exception:  # noqa: BLE001 - shutting down regardless
-            log.exception("could not release MLX streams before shutdown")
-        finally:
-            engine.shutdown()
-
-
-def _clear_streams(_loaded: Any) -> None:
-    import mlx.core as mx
-
-    clear_streams = getattr(mx, "clear_streams", None)  # mlx >= 0.32
-    if clear_streams is not None:
-        clear_streams()
 
 
 def _load(engine: Engine, model: str, context_length: int | None, prompt_format: str | None) -> ModelLoaded:
@@ -75,27 +48,12 @@ def _load(engine: Engine, model: str, context_length: int | None, prompt_format:
     return loaded
 
 
-def _ask(engine: Engine, request: GenerationRequest, out: TextIO) -> Finished:
-    """Generate and print the answer as it arrives. Ctrl-C (even repeated) stops the answer only."""
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    handle = engine.generate(request, on_event=events.put)
-    return _stream(handle, events, out)
-
-
-def _stream(handle: RequestHandle, events: queue.SimpleQueue, out: TextIO) -> Finished:
-    """Show the request's events until it has finished; Ctrl-C cancels it and waits for the engine.
-
-    The engine queues Finished before it sets `done`, so a done request with an empty queue has
-    nothing left to show, even when a Ctrl-C interrupted the loop right after taking an event.
-    """
+def _stream(handle: RequestHandle, out: TextIO | None, on_text=None) -> Finished:
+    """Show an answer as it arrives; Ctrl-C (even repeated) cancels it and waits for the engine."""
     while True:
         try:
-            while not (handle.done.is_set() and events.empty()):
-                try:
-                    event = events.get(timeout=0.1)  # a timeout, so Ctrl-C reaches this thread
-                except queue.Empty:
-                    continue
-                _show(event, out)
+            for event in handle.events():
+                _show(event, out, on_text)
             break
         except KeyboardInterrupt:
             handle.cancel()
@@ -103,32 +61,115 @@ def _stream(handle: RequestHandle, events: queue.SimpleQueue, out: TextIO) -> Fi
     return handle.result
 
 
-def _show(event: Any, out: TextIO) -> None:
+def _show(event: Any, out: TextIO | None, on_text) -> None:
     if isinstance(event, TextChunk):
-        out.write(event.text)
-        out.flush()
+        if on_text is not None:
+            on_text(event.text)
+        if out is not None:
+            out.write(event.text)
+            out.flush()
     elif isinstance(event, PromptReady) and event.dropped_messages:
         n = len(event.dropped_messages)
         print(f"[note: the {n} oldest message(s) no longer fit in the {event.context_length:,}-token "
               f"context and were left out]", file=sys.stderr)
 
 
+class Transcript:
+    """The conversation so far: saved in the history as it happens, or (--no-save) only in memory."""
+
+    def __init__(self, store: HistoryStore | None, model: ModelLoaded, settings: SamplingSettings,
+                 system: str | None, conversation_id: str | None) -> None:
+        self.store, self.model, self.settings, self.system = store, model, settings, system
+        self.memory: list[dict[str, str]] = []
+        self.turn: RecordedTurn | None = None
+        self.conversation_id = conversation_id or self._new_conversation()
+
+    def _new_conversation(self) -> str:
+        if self.store is None:
+            self.memory = [{"role": "system", "content": self.system}] if self.system else []
+            return "terminal-chat"
+        return self.store.create_conversation(
+            model=self.model.ref, model_revision=self.model.revision, system_prompt=self.system or "",
+            settings=self.settings.to_dict()).id
+
+    def reset(self) -> None:
+        self.conversation_id = self._new_conversation()
+
+    def pending_question(self) -> bool:
+        """A continued conversation whose last message (a user turn) was never answered."""
+        if self.store is None:
+            return False
+        path = self.store.active_path(self.conversation_id)
+        return bool(path) and path[-1].role == "user"
+
+    def begin(self, user_text: str | None) -> list[dict[str, str]]:
+        """Record the user turn (None: answer the pending one); the messages for the engine."""
+        if self.store is None:
+            self.memory.append({"role": "user", "content": user_text or ""})
+            return list(self.memory)
+        if user_text is None:
+            return engine_messages(self.store, self.store.conversation(self.conversation_id))
+        self.turn = start_turn(self.store, self.conversation_id, user_text, model=self.model.ref,
+                               model_revision=self.model.revision, settings=self.settings)
+        return self.turn.messages
+
+    def on_text(self, text: str) -> None:
+        if self.turn is not None:
+            self.turn.writer.append(text)
+
+    def finish(self, result: Finished, answered_pending: bool = False) -> None:
+        if self.store is None:
+            if result.text:  # a stopped or cut answer stays in the conversation, as shown
+                self.memory.append({"role": "assistant", "content": result.text})
+            else:
+                self.memory.pop()  # nothing was answered: keep roles alternating
+        elif answered_pending:
+            if result.text:
+                self.store.add_answer(self.conversation_id, self.store.active_path(self.conversation_id)[-1].id,
+                                      result.text, model=self.model.ref, model_revision=self.model.revision,
+                                      settings=self.settings.to_dict(), **answer_figures(result))
+        elif self.turn is not None:
+            finish_turn(self.store, self.turn, result)
+            self.turn = None
+
+
 def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_length: int | None,
-         prompt_format: str | None) -> int:
+         prompt_format: str | None, save: bool = True, conversation: str | None = None) -> int:
     interactive = sys.stdin.isatty()
-    with _running_engine() as engine:
-        if interactive:
-            print(f"Loading {model} ...", file=sys.stderr)
-        loaded = _load(engine, model, context_length, prompt_format)
-        if interactive:
-            print(f"{loaded.name} is ready ({loaded.context_length:,}-token context). {HELP}", file=sys.stderr)
-        _chat_loop(engine, sampling, system, interactive)
+    store = open_store() if save else None
+    try:
+        with Engine() as engine:
+            if interactive:
+                print(f"Loading {model} ...", file=sys.stderr)
+            loaded = _load(engine, model, context_length, prompt_format)
+            transcript = Transcript(store, loaded, sampling, system, _continue(store, conversation, system))
+            if interactive:
+                saved = f" Saved as {transcript.conversation_id[:SHORT_ID]}." if store else ""
+                print(f"{loaded.name} is ready ({loaded.context_length:,}-token context).{saved} {HELP}",
+                      file=sys.stderr)
+            if transcript.pending_question():
+                _answer(engine, transcript, None)
+            _chat_loop(engine, transcript, interactive)
+    finally:
+        if store is not None:
+            store.close()
     return 0
 
 
-def _chat_loop(engine: Engine, sampling: SamplingSettings, system: str | None, interactive: bool) -> None:
-    messages = [{"role": "system", "content": system}] if system else []
-    conversation = uuid.uuid4().hex
+def _continue(store: HistoryStore | None, conversation: str | None, system: str | None) -> str | None:
+    if conversation is None:
+        return None
+    if store is None:
+        raise HearthError("--conversation needs the history; it cannot be combined with --no-save.")
+    conversation_id = store.resolve_id(conversation)
+    if system is not None:
+        store.set_system_prompt(conversation_id, system)
+    conv = store.conversation(conversation_id)
+    print(f"[continuing \"{conv.title}\", {len(store.active_path(conversation_id))} messages]", file=sys.stderr)
+    return conversation_id
+
+
+def _chat_loop(engine: Engine, transcript: Transcript, interactive: bool) -> None:
     while True:
         line = _read_line(interactive)
         if line is None or line.strip() in ("/bye", "/exit", "/quit"):
@@ -136,13 +177,19 @@ def _chat_loop(engine: Engine, sampling: SamplingSettings, system: str | None, i
         if not line.strip():
             continue
         if line.strip() == "/reset":
-            messages = messages[:1] if system else []
-            engine.forget(conversation)
-            print("[conversation cleared]", file=sys.stderr)
+            engine.forget(transcript.conversation_id)
+            transcript.reset()
+            print("[new conversation]", file=sys.stderr)
             continue
-        messages.append({"role": "user", "content": line})
-        result = _ask(engine, GenerationRequest(list(messages), sampling, conversation), sys.stdout)
-        _after_answer(messages, result)
+        _answer(engine, transcript, line)
+
+
+def _answer(engine: Engine, transcript: Transcript, line: str | None) -> None:
+    messages = transcript.begin(line)
+    request = GenerationRequest(messages, transcript.settings, transcript.conversation_id)
+    result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
+    transcript.finish(result, answered_pending=line is None)
+    _report(result)
 
 
 def _read_line(interactive: bool) -> str | None:
@@ -158,7 +205,7 @@ def _read_line(interactive: bool) -> str | None:
             print("\n(use /bye or Ctrl-D to quit)", file=sys.stderr)
 
 
-def _after_answer(messages: list[dict[str, str]], result: Finished) -> None:
+def _report(result: Finished) -> None:
     print(flush=True)
     if result.finish_reason == "error":
         print(f"[error: {result.error}]", file=sys.stderr)
@@ -166,39 +213,76 @@ def _after_answer(messages: list[dict[str, str]], result: Finished) -> None:
         print("[stopped]", file=sys.stderr)
     elif result.finish_reason == "length":
         print("[answer cut: max tokens reached]", file=sys.stderr)
-    if result.text:  # a stopped or cut answer stays in the conversation, as shown
-        messages.append({"role": "assistant", "content": result.text})
-    else:
-        messages.pop()  # nothing was answered: keep roles alternating
 
 
 def generate_once(model: str, messages: list[dict[str, Any]], sampling: SamplingSettings, *,
-                  as_json: bool, context_length: int | None, prompt_format: str | None) -> int:
-    with _running_engine() as engine:
-        _load(engine, model, context_length, prompt_format)
-        if as_json:
-            handle = engine.generate(GenerationRequest(messages, sampling))
-            try:
-                result = handle.wait()
-            except KeyboardInterrupt:
-                handle.cancel()
-                raise
-        else:
-            result = _ask(engine, GenerationRequest(messages, sampling), sys.stdout)
-            if result.text or result.finish_reason != "error":  # an error alone prints nothing here
+                  as_json: bool, context_length: int | None, prompt_format: str | None,
+                  save: bool = False, conversation: str | None = None) -> int:
+    store = open_store() if (save or conversation) else None
+    try:
+        with Engine() as engine:
+            loaded = _load(engine, model, context_length, prompt_format)
+            transcript, messages = _saved_generation(store, loaded, sampling, messages, conversation)
+            request = GenerationRequest(messages, sampling, transcript.conversation_id if transcript else None)
+            on_text = transcript.on_text if transcript else None
+            result = _stream(engine.generate(request), None if as_json else sys.stdout, on_text)
+            if transcript is not None:
+                transcript.finish(result)
+            if not as_json and (result.text or result.finish_reason != "error"):
                 print(flush=True)
+    finally:
+        if store is not None:
+            store.close()
     if result.finish_reason == "error":
         raise HearthError(result.error or "generation failed")
-    if result.finish_reason == "cancelled":  # Ctrl-C: what was shown is all there is
+    if result.finish_reason == "cancelled":  # Ctrl-C: what was shown (and saved) is all there is
         print("[stopped]", file=sys.stderr)
         return 130
     if as_json:
-        print(json.dumps(_result_json(result), ensure_ascii=False))
+        print(json.dumps(_result_json(result, transcript), ensure_ascii=False))
+    elif transcript is not None:
+        print(f"[saved as {transcript.conversation_id[:SHORT_ID]}]", file=sys.stderr)
     return 0
 
 
-def _result_json(result: Finished) -> dict[str, Any]:
-    return {
+def _saved_generation(store: HistoryStore | None, loaded: ModelLoaded, sampling: SamplingSettings,
+                      messages: list[dict[str, Any]], conversation: str | None
+                      ) -> tuple[Transcript | None, list[dict[str, Any]]]:
+    """With --save, record the file's messages (appended to --conversation ID when given)."""
+    if store is None:
+        return None, messages
+    _check_saveable(messages)
+    system = messages[0]["content"] if messages and messages[0].get("role") == "system" else None
+    turns = messages[1:] if system is not None else messages
+    conversation_id = store.resolve_id(conversation) if conversation else None
+    if conversation_id and system is not None:
+        store.set_system_prompt(conversation_id, system)
+    transcript = Transcript(store, loaded, sampling, system, conversation_id)
+    for earlier in turns[:-1]:
+        _record(store, transcript, earlier, loaded)
+    return transcript, transcript.begin(turns[-1]["content"])
+
+
+def _check_saveable(messages: list[dict[str, Any]]) -> None:
+    ok = messages and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+    if not ok or messages[-1].get("role") != "user":
+        raise HearthError("To save, the messages must end with a user message to answer.")
+
+
+def _record(store: HistoryStore, transcript: Transcript, message: dict[str, Any], loaded: ModelLoaded) -> None:
+    if message.get("role") == "user":
+        store.add_user_message(transcript.conversation_id, message["content"])
+    elif message.get("role") == "assistant":
+        parent = store.active_path(transcript.conversation_id)
+        if not parent or parent[-1].role != "user":
+            raise HearthError("Roles must alternate user, assistant, ... to be saved.")
+        store.add_answer(transcript.conversation_id, parent[-1].id, message["content"])
+    else:
+        raise HearthError(f"Only the first message can be a system prompt, not {message.get('role')!r}.")
+
+
+def _result_json(result: Finished, transcript: Transcript | None = None) -> dict[str, Any]:
+    data = {
         "text": result.text,
         "token_ids": result.token_ids,
         "finish_reason": result.finish_reason,
@@ -212,6 +296,9 @@ def _result_json(result: Finished) -> dict[str, Any]:
         "reused_tokens": result.reused_tokens,
         "seed": result.seed,
     }
+    if transcript is not None:
+        data["conversation_id"] = transcript.conversation_id
+    return data
 
 
 def show_prompt(model: str, messages: list[dict[str, Any]], *, as_json: bool,

@@ -13,6 +13,7 @@ import gc
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,15 +69,17 @@ class RequestHandle:
             self.done.set()
 
     def events(self, poll_s: float = 0.1) -> Iterator[Event]:
-        """Events until (and including) Finished. Polls so Ctrl-C reaches the main thread."""
-        while True:
+        """Events until (and including) Finished. Polls so Ctrl-C reaches the main thread.
+
+        Safe to call again after an interruption: emit() queues Finished before setting `done`, so
+        a done request with an empty queue has nothing left, even if Finished was taken by a loop
+        that a Ctrl-C broke off."""
+        while not (self.done.is_set() and self._queue.empty()):
             try:
                 event = self._queue.get(timeout=poll_s)
             except queue.Empty:
                 continue
             yield event
-            if isinstance(event, Finished):
-                return
 
     def wait(self, timeout: float | None = None) -> Finished:
         if self._on_event is None:
@@ -205,6 +208,7 @@ class Engine:
             finally:
                 self._current = None
         self._free_model()
+        _release_streams()
         self._drain()
 
     def _drain(self) -> None:
@@ -237,7 +241,7 @@ class Engine:
             budget = int(DEFAULT_CACHE_BUDGET_FRACTION * (self.memory_bytes or usable_memory_bytes()))
         self.caches = ConversationCaches(budget)
         handle.emit(
-            ModelLoaded(handle.id, info.name, info.source, context, info.weight_bytes,
+            ModelLoaded(handle.id, info.name, info.source, info.ref, info.revision, context, info.weight_bytes,
                         info.kv_bytes_per_token, time.perf_counter() - started, fmt.value)
         )
         handle.emit(Finished(handle.id, "done"))
@@ -275,6 +279,20 @@ class Engine:
         import mlx.core as mx
 
         mx.clear_cache()
+
+
+def _release_streams() -> None:
+    """Destroy the MLX streams this thread made (mlx-lm makes one on import).
+
+    Streams belong to their thread; when it ends with them alive, the process can abort at exit
+    ("terminate called without an active exception", status 134)."""
+    if "mlx.core" not in sys.modules:
+        return
+    import mlx.core as mx
+
+    clear_streams = getattr(mx, "clear_streams", None)
+    if clear_streams is not None:
+        clear_streams()
 
 
 def _load_weights(info: ModelInfo) -> Any:

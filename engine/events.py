@@ -22,7 +22,9 @@ class ModelLoading(Event):
 @dataclass(frozen=True)
 class ModelLoaded(Event):
     name: str
-    source: str
+    source: str  # what history records: "org/name@revision" or a folder path
+    ref: str  # what `hearth chat` takes to load it again: repo id or folder path
+    revision: str | None
     context_length: int
     weight_bytes: int
     kv_bytes_per_token: int

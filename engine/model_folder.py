@@ -70,6 +70,10 @@ class ModelInfo:
         return min(self.max_context, DEFAULT_CONTEXT_CAP)
 
     @property
+    def ref(self) -> str:
+        return self.repo_id or str(self.path)
+
+    @property
     def source(self) -> str:
         """How history records the model: repo id (with revision) or folder path."""
         if self.repo_id:

@@ -83,10 +83,10 @@ def validate_messages(messages: list[dict[str, Any]], fmt: PromptFormat) -> None
     for i, message in enumerate(messages[start:], start=start):
         expected = "user" if (i - start) % 2 == 0 else "assistant"
         if message["role"] != expected:
-            where = "first" if i == start else f"after message {i}"
+            which = "the first message" if i == start else f"message {i + 1}"
             raise PromptError(
-                f"Message {i + 1} is from {message['role']!r}, but the {where} message must be "
-                f"from {expected!r}: roles alternate user, assistant, user, ... after an optional "
+                f"Message {i + 1} is from {message['role']!r}, but {which} must be from "
+                f"{expected!r}: roles alternate user, assistant, user, ... after an optional "
                 f"system prompt."
             )
     if messages[-1]["role"] != "user":

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import tiny_models
+
 from engine.engine import Engine
 
 

@@ -6,7 +6,6 @@ import json
 import shutil
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 import tiny_models
+
 from engine.errors import ContextOverflow, PromptError
 from engine.model_folder import resolve_model
 from engine.prompts import PromptFormat, build_prompt, choose_format
