@@ -20,6 +20,8 @@ from engine.history.recording import (
     answer_figures,
     engine_messages,
     finish_turn,
+    start_continuation,
+    start_regeneration,
     start_turn,
 )
 from engine.model_folder import resolve_model
@@ -29,7 +31,8 @@ from engine.tokenizer import load_tokenizer
 
 from .history_cli import SHORT_ID, open_store
 
-HELP = "Type a message and press Enter. /reset starts over, /bye (or Ctrl-D) quits; Ctrl-C stops an answer."
+HELP = ("Type a message and press Enter. /regenerate and /continue redo or extend the last answer, "
+        "/reset starts over, /bye (or Ctrl-D) quits; Ctrl-C stops an answer.")
 
 
 def _load(engine: Engine, model: str, context_length: int | None, prompt_format: str | None) -> ModelLoaded:
@@ -81,6 +84,7 @@ class Transcript:
                  system: str | None, conversation_id: str | None) -> None:
         self.store, self.model, self.settings, self.system = store, model, settings, system
         self.memory: list[dict[str, str]] = []
+        self.memory_prefix = ""
         self.turn: RecordedTurn | None = None
         self.conversation_id = conversation_id or self._new_conversation()
 
@@ -113,13 +117,34 @@ class Transcript:
                                model_revision=self.model.revision, settings=self.settings)
         return self.turn.messages
 
+    def redo(self, command: str) -> tuple[list[dict[str, str]], bool]:
+        """/regenerate or /continue the last answer: the messages, and whether to continue."""
+        continuing = command == "/continue"
+        if self.store is None:
+            if not self.memory or self.memory[-1]["role"] != "assistant":
+                raise HearthError("There is no answer to regenerate or continue yet.")
+            if continuing:
+                self.memory[-1]["content"] = self.memory[-1]["content"].rstrip()
+                self.memory_prefix = self.memory[-1]["content"]
+                return list(self.memory), True
+            self.memory.pop()
+            return list(self.memory), False
+        if continuing:
+            self.turn = start_continuation(self.store, self.conversation_id)
+        else:
+            self.turn = start_regeneration(self.store, self.conversation_id, model=self.model.ref,
+                                           model_revision=self.model.revision, settings=self.settings)
+        return self.turn.messages, continuing
+
     def on_text(self, text: str) -> None:
         if self.turn is not None:
             self.turn.writer.append(text)
 
-    def finish(self, result: Finished, answered_pending: bool = False) -> None:
+    def finish(self, result: Finished, answered_pending: bool = False, continuing: bool = False) -> None:
         if self.store is None:
-            if result.text:  # a stopped or cut answer stays in the conversation, as shown
+            if continuing:
+                self.memory[-1]["content"] = self.memory_prefix + result.text
+            elif result.text:  # a stopped or cut answer stays in the conversation, as shown
                 self.memory.append({"role": "assistant", "content": result.text})
             else:
                 self.memory.pop()  # nothing was answered: keep roles alternating
@@ -165,7 +190,11 @@ def _continue(store: HistoryStore | None, conversation: str | None, system: str 
     if system is not None:
         store.set_system_prompt(conversation_id, system)
     conv = store.conversation(conversation_id)
-    print(f"[continuing \"{conv.title}\", {len(store.active_path(conversation_id))} messages]", file=sys.stderr)
+    path = store.active_path(conversation_id)
+    print(f"[continuing \"{conv.title}\", {len(path)} messages]", file=sys.stderr)
+    if path and path[-1].role == "assistant" and path[-1].status == "interrupted":
+        print("[the last answer was interrupted: /continue goes on with it, /regenerate starts it "
+              "again]", file=sys.stderr)
     return conversation_id
 
 
@@ -181,6 +210,9 @@ def _chat_loop(engine: Engine, transcript: Transcript, interactive: bool) -> Non
             transcript.reset()
             print("[new conversation]", file=sys.stderr)
             continue
+        if line.strip() in ("/regenerate", "/continue"):
+            _redo(engine, transcript, line.strip())
+            continue
         _answer(engine, transcript, line)
 
 
@@ -189,6 +221,21 @@ def _answer(engine: Engine, transcript: Transcript, line: str | None) -> None:
     request = GenerationRequest(messages, transcript.settings, transcript.conversation_id)
     result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
     transcript.finish(result, answered_pending=line is None)
+    _report(result)
+
+
+def _redo(engine: Engine, transcript: Transcript, command: str) -> None:
+    try:
+        messages, continuing = transcript.redo(command)
+    except HearthError as exc:
+        print(f"[{exc}]", file=sys.stderr)
+        return
+    if continuing:
+        print(messages[-1]["content"], end="", flush=True)
+    request = GenerationRequest(messages, transcript.settings, transcript.conversation_id,
+                                continue_answer=continuing)
+    result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
+    transcript.finish(result, continuing=continuing)
     _report(result)
 
 

@@ -34,6 +34,7 @@ class GenerationRequest:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     conversation_id: str | None = None
     prompt_format: str | None = None  # overrides the model's format for this request
+    continue_answer: bool = False  # the last message is a partial answer to go on with
 
 
 class Cancelled(Exception):
@@ -113,7 +114,8 @@ def generate(
     settings = request.sampling
     fmt = PromptFormat(request.prompt_format) if request.prompt_format else loaded.prompt_format
     prompt = build_prompt(
-        loaded.tokenizer, request.messages, fmt, loaded.context_length, settings.max_tokens
+        loaded.tokenizer, request.messages, fmt, loaded.context_length, settings.max_tokens,
+        continuing=request.continue_answer,
     )
     key = request.conversation_id
     entry = caches.take(key) if key else None
@@ -142,7 +144,7 @@ def generate(
     reason, error = "error", None
     try:
         with wired_limit(loaded.model):
-            reason = _stream(run, steps, loaded.tokenizer, settings, prompt)
+            reason = _stream(run, steps, loaded.tokenizer, settings, request.continue_answer)
     except Cancelled:
         reason = "cancelled"
     except Exception as exc:  # reported with the text so far; the engine thread carries on
@@ -158,8 +160,9 @@ def generate(
     return finished
 
 
-def _stream(run: _Run, steps, tokenizer: Tokenizer, settings: SamplingSettings, prompt: Prompt) -> str:
-    detokenizer = tokenizer.detokenizer()
+def _stream(run: _Run, steps, tokenizer: Tokenizer, settings: SamplingSettings, continuing: bool) -> str:
+    # A continued answer keeps the space its first new word carries.
+    detokenizer = tokenizer.detokenizer(strip_leading_space=not continuing)
     stops = StopStrings(settings.stop)
     for token, _logprobs in steps:
         if run.first_token_at is None:

@@ -67,7 +67,7 @@ def choose_format(info: ModelInfo, requested: str | None = None) -> PromptFormat
     )
 
 
-def validate_messages(messages: list[dict[str, Any]], fmt: PromptFormat) -> None:
+def validate_messages(messages: list[dict[str, Any]], fmt: PromptFormat, continuing: bool = False) -> None:
     if not messages:
         raise PromptError("There are no messages to answer.")
     for i, message in enumerate(messages):
@@ -89,7 +89,9 @@ def validate_messages(messages: list[dict[str, Any]], fmt: PromptFormat) -> None
                 f"{expected!r}: roles alternate user, assistant, user, ... after an optional "
                 f"system prompt."
             )
-    if messages[-1]["role"] != "user":
+    if continuing and messages[-1]["role"] != "assistant":
+        raise PromptError("To continue an answer, the last message must be that (partial) answer.")
+    if not continuing and messages[-1]["role"] != "user":
         raise PromptError("The last message must be from the user: there is nothing to answer.")
 
 
@@ -99,14 +101,18 @@ def build_prompt(
     fmt: PromptFormat,
     context_length: int,
     max_tokens: int,
+    continuing: bool = False,
 ) -> Prompt:
-    """Ids for the messages, dropping the oldest whole exchanges (never the system prompt) to fit."""
-    validate_messages(messages, fmt)
+    """Ids for the messages, dropping the oldest whole exchanges (never the system prompt) to fit.
+
+    continuing: the last message is a partial answer (stopped, cut or interrupted) that the model
+    goes on with, rather than a user turn to answer."""
+    validate_messages(messages, fmt, continuing)
     builder = {
         PromptFormat.LLAMA2: _Llama2Builder,
         PromptFormat.TEMPLATE: _TemplateBuilder,
         PromptFormat.PLAIN: _PlainBuilder,
-    }[fmt](tokenizer, messages)
+    }[fmt](tokenizer, messages, continuing)
     reserve = max(1, min(max_tokens, context_length // 4))
     for dropped in range(builder.max_droppable + 1):
         ids = builder.ids(dropped)
@@ -129,12 +135,14 @@ def build_prompt(
 class _Builder:
     """Splits messages into [system?] + whole exchanges + the open user turn."""
 
-    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> None:
+    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]], continuing: bool = False) -> None:
         self.tokenizer = tokenizer
+        self.continuing = continuing
         self.system = messages[0]["content"] if messages[0]["role"] == "system" else None
         self.offset = 1 if self.system is not None else 0
         self.turns = messages[self.offset :]
-        self.max_droppable = (len(self.turns) - 1) // 2  # whole exchanges before the open turn
+        open_turn = 2 if continuing else 1  # the open user turn, and the partial answer if any
+        self.max_droppable = (len(self.turns) - open_turn) // 2  # whole exchanges before it
 
     def dropped_indices(self, dropped: int) -> list[int]:
         return list(range(self.offset, self.offset + 2 * dropped))
@@ -144,8 +152,8 @@ class _Builder:
 
 
 class _Llama2Builder(_Builder):
-    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> None:
-        super().__init__(tokenizer, messages)
+    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]], continuing: bool = False) -> None:
+        super().__init__(tokenizer, messages, continuing)
         if tokenizer.bos_id is None or not tokenizer.eos_ids:
             raise PromptError("This tokenizer has no BOS/EOS tokens, so it cannot be a Llama 2 one.")
         self.bos = tokenizer.bos_id
@@ -163,6 +171,9 @@ class _Llama2Builder(_Builder):
             user = B_SYS + self.system + E_SYS + user
         if index + 1 < len(self.turns):
             answer = self.turns[index + 1]["content"]
+            if self.continuing and index + 2 == len(self.turns):
+                # The partial answer, open: the reference exchange without its closing space and EOS.
+                return [self.bos, *self.tokenizer.encode_plain(f"{B_INST} {user.strip()} {E_INST} {answer.strip()}")]
             text = f"{B_INST} {user.strip()} {E_INST} {answer.strip()} "
             return [self.bos, *self.tokenizer.encode_plain(text), self.eos]
         return [self.bos, *self.tokenizer.encode_plain(f"{B_INST} {user.strip()} {E_INST}")]
@@ -187,7 +198,8 @@ class _TemplateBuilder(_Builder):
         try:
             out = self.tokenizer.hf.apply_chat_template(
                 [{"role": m["role"], "content": m["content"]} for m in messages],
-                add_generation_prompt=True,
+                add_generation_prompt=not self.continuing,
+                continue_final_message=self.continuing,
                 tokenize=False,
             )
         except Exception as exc:  # jinja errors, template-raised exceptions
@@ -198,8 +210,8 @@ class _TemplateBuilder(_Builder):
 class _PlainBuilder(_Builder):
     """Plain completion: the messages' texts joined as one document, BOS first when the model has one."""
 
-    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> None:
-        super().__init__(tokenizer, messages)
+    def __init__(self, tokenizer: Tokenizer, messages: list[dict[str, Any]], continuing: bool = False) -> None:
+        super().__init__(tokenizer, messages, continuing)
         self.messages = messages
         self.max_droppable = len(messages) - 1 - self.offset
 

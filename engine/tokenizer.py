@@ -38,8 +38,8 @@ class Tokenizer:
             return self.sp.decode([i for i in ids if not self.sp.is_control(i)])
         return self.hf.decode(ids, skip_special_tokens=True)
 
-    def detokenizer(self) -> StreamingDetokenizer:
-        return StreamingDetokenizer(self.token_bytes, self.strip_leading_space)
+    def detokenizer(self, strip_leading_space: bool = True) -> StreamingDetokenizer:
+        return StreamingDetokenizer(self.token_bytes, self.strip_leading_space and strip_leading_space)
 
     def render(self, ids: list[int]) -> str:
         """Ids as text with special tokens spelled out: what a prompt inspector shows."""

@@ -295,3 +295,20 @@ def test_a_context_beyond_what_the_model_was_trained_for_is_refused(llama2_chat)
         refused = engine.load(llama2_chat, context_length=8192).wait()
         assert refused.finish_reason == "error" and "at most 4,096 tokens" in refused.error
         assert engine.load(llama2_chat, context_length=4096).wait().finish_reason == "done"
+
+
+def test_continuing_a_cut_answer_reuses_its_cache_and_keeps_the_space(engine_llama2):
+    question = _ask("Tell me about llamas")
+    first = engine_llama2.generate(
+        GenerationRequest(question, SamplingSettings(temperature=0.0, max_tokens=10), "cont")).wait()
+    assert first.finish_reason == "length"
+    partial = first.text.rstrip()
+    more = engine_llama2.generate(GenerationRequest(
+        question + [{"role": "assistant", "content": partial}],
+        SamplingSettings(temperature=0.0, max_tokens=10), "cont", continue_answer=True)).wait()
+    assert more.finish_reason == "length" and more.text
+    assert more.reused_tokens >= first.prompt_tokens  # the question is not processed again
+    tokenizer = engine_llama2.loaded.tokenizer
+    # Nothing is stripped: the first new word keeps its space, not glued to the partial answer.
+    ids = [t for t in more.token_ids if t not in tokenizer.eos_ids]
+    assert more.text == b"".join(tokenizer.token_bytes[t] for t in ids).decode("utf-8", "replace")

@@ -165,3 +165,34 @@ def test_killed_mid_answer_loses_at_most_about_a_second(env, llama2_chat):
     assert answer.status == "interrupted" and answer.finish_reason == "interrupted"
     assert shown.startswith(answer.content)  # saved text is what was shown, up to a point
     assert len(answer.content) >= len(shown_a_while_ago) > 0  # everything older than ~1 s is there
+
+
+def test_regenerate_and_continue_in_the_terminal(env, llama2_chat):
+    hearth(env, "chat", str(llama2_chat), "--temp", "1", "--seed", "3", "--max-tokens", "6",
+           stdin="Tell me a story\n/regenerate\n/continue\n")
+    with _store(env) as store:
+        [summary] = store.list_conversations()
+        path = store.active_path(summary.id)
+        user, answer = path
+        versions = store.siblings(answer.id)
+        first = store.message(versions[0])
+    assert len(versions) == 2 and answer.id == versions[1]  # regenerated beside the first answer
+    assert first.content and answer.status == "complete"
+    assert answer.generation_tokens == 6  # the continuation's own figures
+
+
+def test_an_interrupted_answer_can_be_continued(env, llama2_chat):
+    with _store(env) as store:
+        conv = store.create_conversation()
+        user = store.add_user_message(conv.id, "Tell me a story")
+        answer = store.begin_answer(conv.id, user.id)
+        store.checkpoint_answer(answer.id, "Once upon a time")
+        with store.transaction() as tx:  # as if its writer had been killed
+            tx.execute("UPDATE messages SET writer_pid = 999999999 WHERE id = ?", (answer.id,))
+    result = hearth(env, "chat", str(llama2_chat), "--temp", "0", "--max-tokens", "5",
+                    "--conversation", conv.id, stdin="/continue\n")
+    assert "interrupted" in result.stderr and result.stdout.startswith("Once upon a time")
+    with _store(env) as store:
+        message = store.message(answer.id)
+    assert message.status == "complete" and message.content.startswith("Once upon a time")
+    assert len(message.content) > len("Once upon a time") and message.finish_reason == "length"

@@ -152,3 +152,29 @@ def test_a_megabyte_paste_is_refused_clearly_not_hung(tiny):
     paste = ("A line of pasted log output, 2026-11-22 12:00:00 INFO ok\n" * 20_000)[:1_000_000]
     with pytest.raises(ContextOverflow, match="4,096"):
         build_prompt(tokenizer, [{"role": "user", "content": paste}], PromptFormat.LLAMA2, 4096, 256)
+
+
+def test_continuing_a_llama2_answer_leaves_it_open(tiny):
+    sp = tiny_models.load_sentencepiece(tiny["spm_legacy"] / "tokenizer.model")
+    _, tokenizer = _tokenizer(tiny["spm_legacy"])
+    dialog = DIALOGS["multi_system"]
+    partial = {"role": "assistant", "content": "Third answer, cut  "}
+    prompt = build_prompt(tokenizer, dialog + [partial], PromptFormat.LLAMA2, 4096, 64, continuing=True)
+    reference = tiny_models.reference_llama2_ids(sp, dialog)
+    open_turn = [1] + sp.encode("[INST] Third 42 question [/INST]")
+    assert reference[-len(open_turn):] == open_turn
+    expected = reference[: -len(open_turn)] + [1] + sp.encode("[INST] Third 42 question [/INST] Third answer, cut")
+    assert prompt.ids == expected
+
+
+def test_continuing_a_template_answer_has_no_end_of_turn(tiny):
+    _, tokenizer = _tokenizer(tiny["bpe_llama3"])
+    dialog = DIALOGS["multi"] + [{"role": "assistant", "content": "Partial answer"}]
+    prompt = build_prompt(tokenizer, dialog, PromptFormat.TEMPLATE, 4096, 64, continuing=True)
+    assert tokenizer.render(prompt.ids).endswith("<|start_header_id|>assistant<|end_header_id|>\n\nPartial answer")
+
+
+def test_continuing_needs_an_answer_to_continue(tiny):
+    _, tokenizer = _tokenizer(tiny["spm_legacy"])
+    with pytest.raises(PromptError, match="continue an answer"):
+        build_prompt(tokenizer, DIALOGS["single"], PromptFormat.LLAMA2, 4096, 64, continuing=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..events import Finished
 from ..sampling import SamplingSettings
+from .db import HistoryError
 from .store import Conversation, HistoryStore, Message
 from .writer import AnswerWriter
 
@@ -24,10 +25,39 @@ def engine_messages(store: HistoryStore, conversation: Conversation) -> list[dic
 
 @dataclass
 class RecordedTurn:
-    user: Message
+    user: Message | None  # the user message this turn added, if it added one
     answer: Message
     writer: AnswerWriter
     messages: list[dict[str, str]]  # what to send to the engine
+    continuing: bool = False  # the engine continues the answer's text (prefix) rather than starting
+    prefix: str = ""
+
+
+def _last_answer(store: HistoryStore, conversation_id: str) -> Message:
+    path = store.active_path(conversation_id)
+    if not path or path[-1].role != "assistant":
+        raise HistoryError("There is no answer to regenerate or continue yet.")
+    return path[-1]
+
+
+def start_regeneration(store: HistoryStore, conversation_id: str, *, model: str | None,
+                       model_revision: str | None, settings: SamplingSettings) -> RecordedTurn:
+    """A new version of the last answer, beside the old one (a branch)."""
+    question = _last_answer(store, conversation_id).parent_id
+    answer = store.begin_answer(conversation_id, question, model=model, model_revision=model_revision,
+                                settings=settings.to_dict(), seed=settings.seed)
+    messages = engine_messages(store, store.conversation(conversation_id))
+    return RecordedTurn(None, answer, AnswerWriter(store, answer.id), messages[:-1])
+
+
+def start_continuation(store: HistoryStore, conversation_id: str) -> RecordedTurn:
+    """Go on with the last answer (stopped, cut short or interrupted), in the same message."""
+    answer = store.resume_answer(_last_answer(store, conversation_id).id)
+    messages = engine_messages(store, store.conversation(conversation_id))
+    # Trailing whitespace is dropped: the model's next word brings its own leading space.
+    prefix = answer.content.rstrip()
+    return RecordedTurn(None, answer, AnswerWriter(store, answer.id, initial_text=prefix),
+                        messages, continuing=True, prefix=prefix)
 
 
 def start_turn(store: HistoryStore, conversation_id: str, user_text: str, *, model: str | None,
@@ -40,11 +70,11 @@ def start_turn(store: HistoryStore, conversation_id: str, user_text: str, *, mod
 
 
 def finish_turn(store: HistoryStore, turn: RecordedTurn, result: Finished) -> bool:
-    """Close the answer with the engine's record; False if nothing was answered (both removed)."""
-    if not result.text and result.finish_reason in ("cancelled", "error"):
-        store.delete_message(turn.user.id)
+    """Close the answer with the engine's record; False if nothing was answered (then removed)."""
+    if not result.text and result.finish_reason in ("cancelled", "error") and not turn.continuing:
+        store.delete_message(turn.user.id if turn.user else turn.answer.id)
         return False
-    turn.writer.finish(result.text, **answer_figures(result))
+    turn.writer.finish(turn.prefix + result.text, **answer_figures(result))
     return True
 
 

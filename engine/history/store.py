@@ -272,6 +272,18 @@ class HistoryStore:
             return self._insert_message(tx, conversation_id, parent_id, "assistant", content,
                                         "complete", **answer)
 
+    def resume_answer(self, message_id: str) -> Message:
+        """Reopen a stopped, cut or interrupted answer so its text can be continued."""
+        with self.transaction() as tx:
+            row = _one(tx, "SELECT role, conversation_id FROM messages WHERE id = ?", message_id)
+            if row["role"] != "assistant":
+                raise HistoryError("Only an answer can be continued.")
+            tx.execute("UPDATE messages SET status = 'streaming', writer_pid = ?, updated_at = ?,"
+                       " finish_reason = NULL WHERE id = ?", (os.getpid(), time.time(), message_id))
+            tx.execute("UPDATE conversations SET active_leaf_id = ? WHERE id = ?",
+                       (message_id, row["conversation_id"]))
+        return self.message(message_id)
+
     def checkpoint_answer(self, message_id: str, content: str) -> None:
         with self.transaction() as tx:
             tx.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND content != ?",
