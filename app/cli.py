@@ -18,16 +18,18 @@ from engine.errors import HearthError
 from engine.sampling import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
 
 from .history_cli import add_history_parser
+from .models_cli import add_model_parsers
 
 log = logging.getLogger("hearth")
 
 GET_A_MODEL = """\
-Hearth needs a local model. Either:
-  - give the folder of a model in the mlx-lm format:   make run MODEL=path/to/model
-    (or: hearth chat path/to/model)
-  - or a Hugging Face repo id already downloaded to your Hugging Face cache, for example
-    mlx-community/Llama-2-7b-chat-mlx-4bit:           hearth chat ORG/NAME
-Hearth never goes online by itself; downloading from inside Hearth is coming with the model library.
+Hearth needs a local model. Any of these works:
+  - download one: `hearth catalog` lists models that work (with whether they fit this Mac), then
+    `hearth download REPO`, then `make run MODEL=REPO` (or `hearth default REPO` once, then `make run`)
+  - a model folder in the mlx-lm format:  make run MODEL=path/to/model
+  - a Hugging Face repo id already in your Hugging Face cache (mlx-lm and the Hugging Face CLI put
+    models there):  make run MODEL=ORG/NAME   (`hearth models` lists what is there)
+Hearth never goes online unless you ask it to download or search.
 """
 
 
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.set_defaults(handler=_prompt)
 
     add_history_parser(commands)
+    add_model_parsers(commands)
     return parser
 
 
@@ -179,6 +182,10 @@ def read_messages(source: str) -> list[dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.model:
+        from engine.library.library import default_model
+
+        args.model = default_model()
     if not args.model:
         print(GET_A_MODEL, end="")
         return 0

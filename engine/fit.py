@@ -50,9 +50,15 @@ def _gib(n: int) -> str:
 
 
 def fit_report(info: ModelInfo, context_length: int, available_bytes: int | None = None) -> FitReport:
+    return estimate(info.weight_bytes, info.kv_bytes_per_token, context_length, available_bytes)
+
+
+def estimate(weight_bytes: int, kv_bytes_per_token: int, context_length: int,
+             available_bytes: int | None = None) -> FitReport:
+    """The fit of a model not on disk yet (catalog and Hub search), from its sizes alone."""
     return FitReport(
-        weight_bytes=info.weight_bytes,
-        kv_bytes=info.kv_bytes_per_token * context_length,
+        weight_bytes=weight_bytes,
+        kv_bytes=kv_bytes_per_token * context_length,
         context_length=context_length,
         available_bytes=usable_memory_bytes() if available_bytes is None else available_bytes,
     )

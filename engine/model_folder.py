@@ -60,6 +60,7 @@ class ModelInfo:
     has_tokenizer_json: bool
     repo_id: str | None = None
     revision: str | None = None
+    parameters: int = 0
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -189,7 +190,23 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
         has_tokenizer_json=has_json,
         repo_id=repo_id,
         revision=revision,
+        parameters=_parameter_count(tensors, config),
     )
+
+
+def _parameter_count(tensors: dict[str, safetensors_header.TensorInfo], config: dict[str, Any]) -> int:
+    """Weights as the model was trained: a packed 4-bit matrix counts its unpacked elements."""
+    bits = (_quantization(config) or {}).get("bits")
+    total = 0
+    for name, info in tensors.items():
+        if name.endswith((".scales", ".biases")) and name.rsplit(".", 1)[0] + ".weight" in tensors:
+            continue
+        elements = 1
+        for dim in info.shape:
+            elements *= dim
+        packed = info.dtype == "U32" and bits and name.rsplit(".", 1)[0] + ".scales" in tensors
+        total += elements * 32 // bits if packed else elements
+    return total
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -432,7 +432,7 @@ def test_run_without_a_model_says_how_to_get_one(chats):
     for name in ("run_no_model", "no_command"):
         run = chats[name].assert_ok()
         assert "Hearth needs a local model" in run.stdout
-        assert "hearth chat" in run.stdout
+        assert "hearth download REPO" in run.stdout and "make run MODEL=path/to/model" in run.stdout
     assert "usage: hearth" in chats["no_command"].stdout
 
 

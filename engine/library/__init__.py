@@ -1,0 +1,1 @@
+"""The model library: installed models, the catalog, Hub search and verified downloads. No Qt."""

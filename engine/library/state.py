@@ -1,0 +1,81 @@
+"""Hearth's own record of its models: imported folders, last use, the default, download states.
+
+One small JSON file in the data directory, rewritten atomically (temporary file, fsync, rename)
+under a lock, so the app and the `hearth` command can both update it and a crash never leaves it
+half written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+
+STATE_FILE = "library.json"
+VERSION = 1
+
+
+def _path() -> Path:
+    return paths.data_dir() / STATE_FILE
+
+
+def _empty() -> dict[str, Any]:
+    return {"version": VERSION, "imported": [], "last_used": {}, "default_model": None, "downloads": {}}
+
+
+def load() -> dict[str, Any]:
+    try:
+        data = json.loads(_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _empty()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        # A damaged record only loses Hearth's notes about models, never a model: keep it aside.
+        damaged = _path().with_suffix(".damaged.json")
+        with contextlib.suppress(OSError):
+            os.replace(_path(), damaged)
+        return _empty()
+    base = _empty()
+    data = data if isinstance(data, dict) else {}
+    for key, default in base.items():
+        value = data.get(key, default)
+        if key == "default_model":
+            base[key] = value if isinstance(value, str) else None
+        elif isinstance(value, type(default)):
+            base[key] = value
+    return base
+
+
+@contextlib.contextmanager
+def editing() -> Iterator[dict[str, Any]]:
+    """Read, let the caller change, and write back the state, holding a lock throughout."""
+    lock_path = _path().with_suffix(".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = load()
+            yield data
+            _write(data)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write(data: dict[str, Any]) -> None:
+    target = _path()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".library.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
