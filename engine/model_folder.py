@@ -273,6 +273,14 @@ def _weight_files(path: Path, config: dict[str, Any]) -> list[Path]:
             f"{_label(path)} is incomplete: {len(missing)} weight file(s) listed in "
             f"model.safetensors.index.json are missing ({', '.join(missing[:3])})."
         )
+    # mlx-lm loads every model*.safetensors; one the index does not list (seen in real uploads:
+    # a 7B file beside 13B shards) would silently mix in foreign weights.
+    stray = sorted(f.name for f in files if shards and f.name not in shards)
+    if stray:
+        raise WeightsMismatch(
+            f"{_label(path)} holds {', '.join(stray[:3])}, which model.safetensors.index.json does not "
+            f"list: a stray weights file that mlx-lm would mix into the model. Remove it."
+        )
     return files
 
 

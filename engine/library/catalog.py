@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import fit
 from ..errors import HearthError
+from ..model_folder import DEFAULT_CONTEXT_CAP
 from . import downloads, hub
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "resources" / "catalog.json"
@@ -41,8 +42,8 @@ class CatalogEntry:
     problem: str | None = None  # set by an online check
 
     def fit(self, context_length: int | None = None, available_bytes: int | None = None) -> fit.FitReport:
-        return fit.estimate(self.weight_bytes, self.kv_bytes_per_token, context_length or self.context,
-                            available_bytes)
+        context = context_length or min(self.context, DEFAULT_CONTEXT_CAP)
+        return fit.estimate(self.weight_bytes, self.kv_bytes_per_token, context, available_bytes)
 
 
 def load(path: Path = CATALOG_FILE) -> list[CatalogEntry]:

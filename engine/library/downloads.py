@@ -42,6 +42,7 @@ STALL_AFTER_S = 10.0
 SPEED_WINDOW_S = 3.0
 DISK_MARGIN_BYTES = 200 * 1024**2
 MAX_ATTEMPTS = 6
+INDEX_FILE = "model.safetensors.index.json"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class DownloadJob:
         watchdog = threading.Thread(target=self._watch_for_stalls, daemon=True)
         try:
             self._emit_progress(force=True)
-            commit = self._plan()
+            commit = self._plan(repo)
             watchdog.start()
             self._check_disk(repo)
             self._record("downloading", commit)
@@ -151,14 +152,20 @@ class DownloadJob:
         self.on_event(done)
         return done
 
-    def _plan(self) -> str:
+    def _plan(self, repo: Path) -> str:
         info = hub.call(lambda api: api.model_info(self.repo_id, revision=self.revision, files_metadata=True),
                         what=f"looking up {self.repo_id}", repo_id=self.repo_id)
+        commit = str(info.sha)
         siblings = [_remote(s) for s in (info.siblings or [])]
         self.files = choose_files(self.repo_id, siblings, self.wanted)
+        index = next((f for f in self.files if f.name == INDEX_FILE), None)
+        if index is not None and not self.wanted:
+            # Fetch the index first and take only the shards it lists: some uploads hold stray files.
+            self._fetch_with_retries(repo, commit, index)
+            self.files = only_indexed_shards(self.files, repo / "snapshots" / commit / INDEX_FILE)
         self.total_bytes = sum(f.size for f in self.files)
         self._check_stop()
-        return str(info.sha)
+        return commit
 
     def _check_disk(self, repo: Path) -> None:
         blobs = repo / "blobs"
@@ -423,6 +430,16 @@ def choose_files(repo_id: str, siblings: list[RemoteFile], wanted: list[str] | N
     if any(fnmatch.fnmatch(f.name, "model*.safetensors") for f in chosen):
         return chosen
     raise HubError(unusable_reason(repo_id, names))
+
+
+def only_indexed_shards(files: list[RemoteFile], index_path: Path) -> list[RemoteFile]:
+    import json
+
+    try:
+        shards = set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise HubError(f"The repo's {INDEX_FILE} cannot be read: {exc}") from exc
+    return [f for f in files if not fnmatch.fnmatch(f.name, "model*.safetensors") or f.name in shards]
 
 
 def unusable_reason(repo_id: str, names: set[str]) -> str:
