@@ -92,11 +92,24 @@ def resolve_model(ref: str | Path) -> ModelInfo:
         return validate_folder(path)
     if path.exists():
         raise ModelFolderError(f"{text} is a file, not a model folder.")
+    converted = _converted_model(text)
+    if converted is not None:
+        return validate_folder(converted)
     if REPO_ID_RE.match(text) and not text.startswith((".", "/", "~")):
         repo_id, _, revision = text.partition("@")
         folder = cached_snapshot(repo_id, revision or None)
         return validate_folder(folder, repo_id=repo_id, revision=_snapshot_revision(folder))
     raise ModelNotFound(f"No model folder at {text}.")
+
+
+def _converted_model(name: str) -> Path | None:
+    """A model Hearth converted (GGUF, old MLX layout, ...), named by its folder in <data>/models."""
+    if "/" in name or name.startswith("."):
+        return None
+    from . import paths
+
+    folder = paths.data_dir() / "models" / name
+    return folder if folder.is_dir() else None
 
 
 def cached_snapshot(repo_id: str, revision: str | None = None) -> Path:

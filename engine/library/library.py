@@ -24,7 +24,7 @@ from . import hub_cache, state
 class InstalledModel:
     ref: str  # what `hearth chat` takes: a repo id, or a folder path
     name: str
-    kind: str  # "hub" (Hugging Face cache) or "folder" (imported)
+    kind: str  # "hub" (Hugging Face cache), "folder" (imported in place) or "converted" (by Hearth)
     path: Path | None
     size_bytes: int
     last_used: float | None
@@ -67,6 +67,7 @@ def installed_models() -> list[InstalledModel]:
     default = data["default_model"]
     models = [_hub_model(repo, data) for repo in hub_cache.scan()]
     models += [_folder_model(Path(entry["path"]), data) for entry in data["imported"]]
+    models += [_converted(folder, data) for folder in _converted_folders()]
     models = [m for m in models if m is not None]
     models = [_with_default(m, default) for m in models]
     return sorted(models, key=lambda m: (not m.usable, m.name.lower()))
@@ -118,6 +119,22 @@ def _folder_model(path: Path, data: dict) -> InstalledModel:
                           info, problem)
 
 
+def _converted_folders() -> list[Path]:
+    from .. import paths
+
+    root = paths.data_dir() / "models"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _converted(folder: Path, data: dict) -> InstalledModel:
+    model = _folder_model(folder, data)
+    # Named by folder: what `hearth chat NAME` takes; Hearth made these files, so rm deletes them.
+    return InstalledModel(**{**model.__dict__, "ref": folder.name, "kind": "converted",
+                             "last_used": data["last_used"].get(folder.name)})
+
+
 def folder_size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -157,6 +174,9 @@ def remove(ref: str) -> tuple[InstalledModel, int]:
         folder = hub_cache.repo_folder(model.ref)
         freed = hub_cache.read_repo(folder).size_bytes if folder.exists() else 0
         shutil.rmtree(folder, ignore_errors=False)
+    elif model.kind == "converted" and model.path is not None:
+        freed = model.size_bytes
+        shutil.rmtree(model.path)
     with state.editing() as data:
         data["imported"] = [e for e in data["imported"] if e["path"] != model.ref]
         data["downloads"].pop(model.ref, None)
