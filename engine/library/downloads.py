@@ -127,6 +127,7 @@ class DownloadJob:
     # --- the download (worker thread) ---
 
     def run(self) -> DownloadDone:
+        _quiet_hf_logging()
         repo = hub_cache.repo_folder(self.repo_id)
         had_snapshot = (repo / "refs" / "main").exists()
         watchdog = threading.Thread(target=self._watch_for_stalls, daemon=True)
@@ -297,6 +298,14 @@ class DownloadJob:
         if self.files:  # a download was under way: keep its partial files for a resume
             self._record("failed", error=str(exc))
         return self._done("failed", error=str(exc), error_kind=type(exc).__name__)
+
+
+def _quiet_hf_logging() -> None:
+    # huggingface_hub logs its own retries as warnings; Hearth reports progress, stalls and retries
+    # as events instead, so a terminal progress bar is not broken by stray lines.
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
 
 
 class _ByteCounter:
