@@ -98,8 +98,13 @@ class Engine:
         prefill_step_size: int = DEFAULT_PREFILL_STEP,
         cache_budget_bytes: int | None = None,
         memory_bytes: int | None = None,
+        thread_factory: Callable[[Callable[[], None]], Any] | None = None,
     ) -> None:
-        """memory_bytes overrides what the fit check thinks this machine can give (for tests)."""
+        """memory_bytes overrides what the fit check thinks this machine can give (for tests).
+
+        thread_factory(target) makes the engine's one thread: an object with start() and
+        join(timeout). The default is a threading.Thread; the desktop app passes a QThread."""
+        self._thread_factory = thread_factory or _python_thread
         self.prefill_step_size = prefill_step_size
         self.memory_bytes = memory_bytes
         self._cache_budget = cache_budget_bytes
@@ -112,18 +117,22 @@ class Engine:
         self._stopped = False
         self.loaded: LoadedModel | None = None
         self.caches: ConversationCaches | None = None
+        self._running = threading.Event()
+        self._thread_ident: int | None = None
 
     # --- lifecycle (any thread) ---
 
     def start(self) -> Engine:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="hearth-engine", daemon=True)
+            self._thread = self._thread_factory(self._serve)
             self._thread.start()
         return self
 
     @property
     def thread_id(self) -> int | None:
-        return self._thread.ident if self._thread else None
+        """The engine thread's threading.get_ident(), once it runs."""
+        self._running.wait(5.0)
+        return self._thread_ident
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel what runs, free the model on the engine thread, and stop the thread."""
@@ -189,6 +198,8 @@ class Engine:
     # --- the engine thread ---
 
     def _serve(self) -> None:
+        self._thread_ident = threading.get_ident()
+        self._running.set()
         while True:
             item = self._requests.get()
             if item is None:
@@ -279,6 +290,10 @@ class Engine:
         import mlx.core as mx
 
         mx.clear_cache()
+
+
+def _python_thread(target: Callable[[], None]) -> threading.Thread:
+    return threading.Thread(target=target, name="hearth-engine", daemon=True)
 
 
 def _release_streams() -> None:
