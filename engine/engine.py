@@ -27,13 +27,12 @@ from .events import Event, Finished, ModelLoaded, ModelLoading, ModelUnloaded
 from .generation import GenerationRequest, LoadedModel, generate
 from .kv_cache import ConversationCaches
 from .model_folder import ModelInfo, resolve_model
-from .platform import usable_memory_bytes
+from .platform import default_prefill_step, usable_memory_bytes
 from .prompts import choose_format
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFILL_STEP = 2048
 # Share of usable memory that idle conversations' KV caches may keep.
 DEFAULT_CACHE_BUDGET_FRACTION = 0.2
 
@@ -95,7 +94,7 @@ class Engine:
     def __init__(
         self,
         *,
-        prefill_step_size: int = DEFAULT_PREFILL_STEP,
+        prefill_step_size: int | None = None,
         cache_budget_bytes: int | None = None,
         memory_bytes: int | None = None,
         thread_factory: Callable[[Callable[[], None]], Any] | None = None,
@@ -105,7 +104,7 @@ class Engine:
         thread_factory(target) makes the engine's one thread: an object with start() and
         join(timeout). The default is a threading.Thread; the desktop app passes a QThread."""
         self._thread_factory = thread_factory or _python_thread
-        self.prefill_step_size = prefill_step_size
+        self.prefill_step_size = prefill_step_size or default_prefill_step()
         self.memory_bytes = memory_bytes
         self._cache_budget = cache_budget_bytes
         self._requests: queue.Queue[tuple[RequestHandle, Callable[[RequestHandle], None]] | None] = (

@@ -31,3 +31,10 @@ def usable_memory_bytes() -> int:
 
         return int(mx.device_info()["max_recommended_working_set_size"])
     return physical_memory_bytes()
+
+
+def default_prefill_step() -> int:
+    """Prompt tokens processed per step. Metal's fused attention makes big steps cheap in memory and
+    fast; the CPU backend materialises the full attention scores (heads x step x context floats) and
+    gains nothing from bigger steps, so it uses small ones, which also make a cancel quicker."""
+    return 2048 if on_metal() else 128
