@@ -1,0 +1,825 @@
+"""Import a GGUF file (llama.cpp, Ollama, LM Studio) of the llama architecture as an mlx-lm folder.
+
+Everything is read with the `gguf` package's GGUFReader, which maps the file and gives each tensor's
+raw blocks, one tensor at a time (progress and cancel between tensors, memory bounded by one output
+shard rather than the whole file).
+
+Weights, by GGML type:
+- Q4_0, Q4_1, Q8_0: their 32-value blocks are exactly MLX's affine quantization with group size 32
+  (scale d, bias -8d / m / -128d), so they are repacked bit for bit into (weight, scales, biases):
+  the same arrays `mx.load` makes of them, without its all-or-nothing failure on other types.
+- F32, F16, BF16: kept as floats (an import does not silently lower a file's precision).
+- Any other type gguf can dequantize (K-quants, Q5_x, IQ*...): dequantized to floats, then quantized
+  by MLX at group size 32 with the nearest bit width MLX has (Q5_x -> 5, Q6_K -> 6, most others -> 4).
+  That adds rounding error, so it is reported (progress message, log, hearth-import.json).
+- Types gguf cannot dequantize: ConversionError before anything is written.
+Quantized layers all use group size 32; config.json's "quantization" holds the commonest bit width
+and an entry per layer that differs (mlx-lm and model_folder both read such per-layer entries).
+Floats (norms, float matrices, scales) are stored in one compute dtype: float32 for an all-F32 file,
+float16 when anything is quantized or F16, else bfloat16. Mixing would make MLX promote activations
+to float32 (twice the KV cache).
+
+Rotary layout: llama.cpp's converter permutes the rows of q and k (each head's half-split rotary
+pairs become interleaved, Meta's original layout). The rows are put back, so the folder has the
+Hugging Face layout that mlx-lm's llama uses by default (rope_traditional false), like every other
+mlx-lm llama folder. Only rows move, so quantized groups (along columns) stay intact.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import common
+from .common import ConversionError, ConversionProgress, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+GROUP_SIZE = 32
+SHARD_BYTES = 2 * 2**30
+ROW_CHUNK = 4096  # rows dequantized at a time, so a large tensor never sits whole in float32
+NOTE_FILE = "hearth-import.json"
+
+NATIVE_BITS = {"Q4_0": 4, "Q4_1": 4, "Q8_0": 8}
+FLOAT_TYPES = ("F32", "F16", "BF16")
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# Nearest MLX bit width for the types MLX cannot take as they are; anything else dequantizable -> 4.
+REQUANT_BITS = {"Q5_0": 5, "Q5_1": 5, "Q5_K": 5, "Q6_K": 6, "Q8_1": 8, "Q8_K": 8}
+
+# llama.cpp token types (tokenizer.ggml.token_type).
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+LAYER_TENSORS = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+LAYER_RE = re.compile(r"^blk\.(\d+)\.(\w+)\.weight$")
+# Tensors llama.cpp itself ignores (old conversions stored rotary tables per layer).
+IGNORED_RE = re.compile(r"^blk\.\d+\.attn_rot_embd\.weight$")
+
+# Byte-level pre-tokenizers (tokenizer.ggml.pre) that can be rebuilt: Llama 3's split pattern, and
+# GPT-2's own regex.
+LLAMA3_PRE = ("llama-bpe", "llama3", "smaug-bpe")
+GPT2_PRE = ("default", "gpt-2", "gpt2")
+LLAMA3_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """How one GGUF tensor becomes mlx-lm weights."""
+
+    gguf_name: str
+    module: str  # mlx-lm module path, e.g. model.layers.0.self_attn.q_proj
+    ggml_type: str
+    kind: str  # "float", "native" (repacked as is) or "requantize"
+    bits: int | None
+    rows: int
+    cols: int | None  # None for 1-D tensors
+    heads: int | None  # q/k: number of heads whose rows llama.cpp permuted
+
+    @property
+    def elements(self) -> int:
+        return self.rows * (self.cols or 1)
+
+    def output_bytes(self, float_bytes: int) -> int:
+        """Bytes in the converted folder (quantized: packed values plus a scale and a bias per group)."""
+        if self.kind == "float":
+            return self.elements * float_bytes
+        return self.elements * self.bits // 8 + 2 * float_bytes * self.elements // GROUP_SIZE
+
+
+def import_gguf(
+    path: Path,
+    name: str | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Convert a llama-architecture GGUF file into models_dir()/<name> (default: the file's stem).
+
+    Raises ConversionError (nothing is left behind) for a file that is not GGUF or is truncated,
+    another architecture, a tensor type gguf cannot dequantize, a tokenizer that cannot be rebuilt
+    or too little disk; ConversionCancelled when cancel is set."""
+    path = Path(path).expanduser()
+    report = _Reporter(on_progress)
+    report("reading", 0, 1, f"Reading {path.name}")
+    reader = open_gguf(path)
+    meta = Metadata(reader, path)
+    tensors = {t.name: t for t in reader.tensors}
+    config = model_config(meta, tensors)
+    plans = plan_tensors(tensors, config)
+    tokenizer_files = tokenizer_files_for(meta, config)
+    config.update(quantization_config(plans))
+    dtype = _compute_dtype(plans)
+    config["torch_dtype"] = dtype
+    common.check_free_disk(common.models_dir(), _needed_bytes(plans, dtype, tokenizer_files))
+    common.check_free_memory(_working_memory(plans, dtype), "import this GGUF file")
+    note = _import_note(path, plans)
+    if note["requantized"]:
+        report("requantizing", 0, len(plans), note["summary"])
+        log.warning("%s: %s", path.name, note["summary"])
+
+    target_name = name or path.stem
+    with common.staging(target_name) as stage:
+        for file_name, content in tokenizer_files.items():
+            (stage / file_name).write_bytes(content)
+        write_weights(stage, reader, plans, dtype, report, cancel)
+        common.write_json(stage / "config.json", config)
+        common.write_json(stage / NOTE_FILE, note)
+    report("done", 1, 1, note["summary"])
+    return common.models_dir() / common.safe_name(target_name)
+
+
+# --------------------------------------------------------------------------- reading the file
+
+
+def open_gguf(path: Path) -> Any:
+    """A GGUFReader for path, or a ConversionError saying why the file cannot be one."""
+    from gguf import GGUFReader
+
+    if not path.is_file():
+        raise ConversionError(f"There is no file at {path}.")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ConversionError(f"{path.name} is not a GGUF file (it does not start with the GGUF signature).")
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # the reader raises ValueError, IndexError... on any malformed byte
+        raise ConversionError(
+            f"{path.name} cannot be read as GGUF ({exc}): the file is damaged or truncated "
+            f"(an interrupted download?). Download it again."
+        ) from exc
+    if reader.byte_order != "I":
+        raise ConversionError(f"{path.name} is a big-endian GGUF file, which Hearth cannot import.")
+    size = path.stat().st_size
+    for tensor in reader.tensors:
+        end = tensor.data_offset + tensor.n_bytes
+        if end > size:
+            raise ConversionError(
+                f"{path.name} is truncated: tensor {tensor.name} needs {end:,} bytes but the file has "
+                f"{size:,}. Download it again."
+            )
+    return reader
+
+
+class Metadata:
+    """The GGUF key/value metadata, read on demand."""
+
+    def __init__(self, reader: Any, path: Path) -> None:
+        self.fields = reader.fields
+        self.file_name = path.name
+        self.stem = path.stem
+
+    def get(self, key: str, default: Any = None) -> Any:
+        field = self.fields.get(key)
+        if field is None:
+            return default
+        try:
+            return field.contents()
+        except (UnicodeDecodeError, ValueError, IndexError) as exc:
+            raise ConversionError(f"{self.file_name} has unreadable metadata {key}: {exc}") from exc
+
+    def require(self, key: str) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise ConversionError(f"{self.file_name} lacks the metadata {key}, which a llama model needs.")
+        return value
+
+    def int(self, key: str, default: int | None = None) -> int:
+        value = self.get(key, default) if default is not None else self.require(key)
+        if isinstance(value, list):  # per-layer values: fine only when they are all the same
+            if not value or len(set(value)) != 1:
+                raise ConversionError(f"{self.file_name} gives {key} per layer ({value[:4]}...); Hearth "
+                                      f"imports models whose layers all have the same shape.")
+            value = value[0]
+        return int(value)
+
+
+def logical_shape(tensor: Any) -> tuple[int, ...]:
+    """Numpy (row-major) shape: GGUF lists dimensions fastest first, so reversed."""
+    return tuple(int(d) for d in reversed(tensor.shape))
+
+
+# --------------------------------------------------------------------------- config
+
+
+def model_config(meta: Metadata, tensors: dict[str, Any]) -> dict[str, Any]:
+    """config.json for mlx-lm's llama from the llama.* metadata."""
+    arch = meta.require("general.architecture")
+    if arch != "llama":
+        raise ConversionError(
+            f"{meta.file_name} holds a {arch!r} model; Hearth imports GGUF files of the llama "
+            f"architecture (Llama 2, Llama 3, Code Llama and their fine-tunes)."
+        )
+    if meta.int("llama.expert_count", 0) > 0:
+        raise ConversionError(f"{meta.file_name} is a mixture-of-experts model (Mixtral style), which "
+                              f"Hearth does not import.")
+    if "token_embd.weight" not in tensors:
+        raise ConversionError(f"{meta.file_name} has no token_embd.weight tensor: it is incomplete.")
+    hidden = meta.int("llama.embedding_length")
+    heads = meta.int("llama.attention.head_count")
+    head_dim = meta.int("llama.attention.key_length", hidden // heads)
+    rope_dims = meta.int("llama.rope.dimension_count", head_dim)
+    if rope_dims != head_dim:
+        raise ConversionError(f"{meta.file_name} rotates {rope_dims} of {head_dim} dimensions per head; "
+                              f"mlx-lm's llama rotates them all.")
+    tokens = meta.require("tokenizer.ggml.tokens")
+    vocab_rows = logical_shape(tensors["token_embd.weight"])[0]
+    if len(tokens) > vocab_rows:
+        raise ConversionError(f"{meta.file_name} lists {len(tokens)} tokens but its embedding has only "
+                              f"{vocab_rows} rows.")
+    config: dict[str, Any] = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "num_hidden_layers": meta.int("llama.block_count"),
+        "intermediate_size": meta.int("llama.feed_forward_length"),
+        "num_attention_heads": heads,
+        "num_key_value_heads": meta.int("llama.attention.head_count_kv", heads),
+        "head_dim": head_dim,
+        "rms_norm_eps": float(meta.require("llama.attention.layer_norm_rms_epsilon")),
+        "rope_theta": float(meta.get("llama.rope.freq_base", 10000.0)),
+        "max_position_embeddings": meta.int("llama.context_length", 4096),
+        "vocab_size": vocab_rows,
+        "tie_word_embeddings": "output.weight" not in tensors,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+    }
+    rope_scaling = _rope_scaling(meta, tensors, config)
+    if rope_scaling:
+        config["rope_scaling"] = rope_scaling
+    config.update(_special_ids(meta, len(tokens)))
+    return config
+
+
+def _special_ids(meta: Metadata, n_tokens: int) -> dict[str, Any]:
+    ids: dict[str, Any] = {}
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    if bos is not None and 0 <= bos < n_tokens:
+        ids["bos_token_id"] = int(bos)
+    # Llama 3 instruct models end a turn with <|eot_id|>: generation must stop on it too.
+    eos = [int(i) for i in (meta.get("tokenizer.ggml.eos_token_id"), meta.get("tokenizer.ggml.eot_token_id"))
+           if i is not None and 0 <= i < n_tokens]
+    eos = list(dict.fromkeys(eos))
+    if eos:
+        ids["eos_token_id"] = eos[0] if len(eos) == 1 else eos
+    return ids
+
+
+def _rope_scaling(
+    meta: Metadata, tensors: dict[str, Any], config: dict[str, Any]
+) -> dict[str, Any] | None:
+    kind = meta.get("llama.rope.scaling.type", "none")
+    if "rope_freqs.weight" in tensors:
+        return _llama3_rope_scaling(meta, tensors["rope_freqs.weight"], config)
+    if kind in ("none", None):
+        return None
+    if kind == "linear":
+        return {"type": "linear", "factor": float(meta.require("llama.rope.scaling.factor"))}
+    raise ConversionError(f"{meta.file_name} uses {kind!r} rotary scaling, which Hearth cannot import.")
+
+
+def llama3_rope_factors(scaling: dict[str, Any], head_dim: int, base: float) -> np.ndarray:
+    """Per-frequency factors of Llama 3.1's rotary scaling, as llama.cpp stores them in rope_freqs
+    (convert_hf_to_gguf.py) and as mlx-lm's Llama3RoPE applies them."""
+    factor = scaling["factor"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context = scaling["original_max_position_embeddings"]
+    wavelens = 2 * math.pi * base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    smooth = (old_context / wavelens - low) / (high - low)
+    factors = np.where(wavelens > old_context / low, factor, 1.0)
+    medium = (wavelens > old_context / high) & (wavelens < old_context / low)
+    return np.where(medium, 1 / ((1 - smooth) / factor + smooth), factors)
+
+
+def _llama3_rope_scaling(meta: Metadata, tensor: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """Llama 3.1-style files store the rotary factors as a tensor, not the parameters mlx-lm wants:
+    recover Meta's parameters and check they reproduce the stored factors."""
+    stored = np.asarray(tensor.data, dtype=np.float64).reshape(-1)
+    scaling = {
+        "rope_type": "llama3",
+        "factor": float(stored.max()),
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": meta.int("llama.rope.scaling.original_context_length", 8192),
+    }
+    expected = llama3_rope_factors(scaling, config["head_dim"], config["rope_theta"])
+    if expected.shape != stored.shape or not np.allclose(expected, stored, rtol=1e-3):
+        raise ConversionError(f"{meta.file_name} scales its rotary frequencies in a way Hearth does not "
+                              f"recognise (rope_freqs is not Llama 3.1's scaling).")
+    return scaling
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def plan_tensors(tensors: dict[str, Any], config: dict[str, Any]) -> list[TensorPlan]:
+    """One plan per tensor; refuses unknown tensors, missing ones and undecodable types up front."""
+    plans = []
+    for tensor in tensors.values():
+        if tensor.name == "rope_freqs.weight" or IGNORED_RE.match(tensor.name):
+            continue
+        module = _module_name(tensor.name, config["num_hidden_layers"])
+        plans.append(_plan(tensor, module, _permuted_heads(module, config)))
+    _check_complete({p.module for p in plans}, config)
+    return plans
+
+
+def _module_name(gguf_name: str, num_layers: int) -> str:
+    if (match := LAYER_RE.match(gguf_name)) and match.group(2) in LAYER_TENSORS:
+        layer = int(match.group(1))
+        if layer < num_layers:
+            return f"model.layers.{layer}.{LAYER_TENSORS[match.group(2)]}"
+    elif gguf_name.endswith(".weight") and gguf_name[: -len(".weight")] in GLOBAL_TENSORS:
+        return GLOBAL_TENSORS[gguf_name[: -len(".weight")]]
+    raise ConversionError(f"The GGUF file holds a tensor {gguf_name!r} that is not part of a llama model "
+                          f"Hearth knows, so it cannot be imported faithfully.")
+
+
+def _permuted_heads(module: str, config: dict[str, Any]) -> int | None:
+    if module.endswith("self_attn.q_proj"):
+        return config["num_attention_heads"]
+    if module.endswith("self_attn.k_proj"):
+        return config["num_key_value_heads"]
+    return None
+
+
+def _check_complete(modules: set[str], config: dict[str, Any]) -> None:
+    expected = {"model.embed_tokens", "model.norm"} | {
+        f"model.layers.{i}.{name}"
+        for i in range(config["num_hidden_layers"])
+        for name in LAYER_TENSORS.values()
+    }
+    if not config["tie_word_embeddings"]:
+        expected.add("lm_head")
+    missing = sorted(expected - modules)
+    if missing:
+        raise ConversionError(f"The GGUF file is incomplete: {len(missing)} tensor(s) are missing "
+                              f"({', '.join(missing[:3])}).")
+
+
+def _plan(tensor: Any, module: str, heads: int | None) -> TensorPlan:
+    ggml_type = tensor.tensor_type.name
+    shape = logical_shape(tensor)
+    rows, cols = shape[0], (shape[1] if len(shape) == 2 else None)
+    if len(shape) > 2 or (heads and rows % (2 * heads)):
+        raise ConversionError(f"Tensor {tensor.name} has shape {shape}, which a llama model does not "
+                              f"have.")
+    if ggml_type in FLOAT_TYPES or cols is None:
+        kind, bits = "float", None
+    elif ggml_type in NATIVE_BITS:
+        kind, bits = "native", NATIVE_BITS[ggml_type]
+    elif cols % GROUP_SIZE == 0:
+        kind, bits = "requantize", REQUANT_BITS.get(ggml_type, 4)
+    else:
+        kind, bits = "float", None
+    if kind != "native" and ggml_type not in ("F32", "F16"):
+        _check_dequantizable(tensor)
+    return TensorPlan(tensor.name, module, ggml_type, kind, bits, rows, cols, heads)
+
+
+def _check_dequantizable(tensor: Any) -> None:
+    import gguf
+
+    _block, type_size = gguf.GGML_QUANT_SIZES[tensor.tensor_type]
+    try:
+        gguf.quants.dequantize(np.zeros((1, type_size), dtype=np.uint8), tensor.tensor_type)
+    except NotImplementedError:
+        raise ConversionError(
+            f"Tensor {tensor.name} is of type {tensor.tensor_type.name}, which the gguf package cannot "
+            f"decode, so this file cannot be imported."
+        ) from None
+
+
+def quantization_config(plans: list[TensorPlan]) -> dict[str, Any]:
+    """config.json's quantization: the commonest bit width, plus an entry per layer that differs."""
+    bits = collections.Counter(p.bits for p in plans if p.kind != "float")
+    if not bits:
+        return {}
+    default = bits.most_common(1)[0][0]
+    quantization: dict[str, Any] = {"group_size": GROUP_SIZE, "bits": default}
+    for plan in plans:
+        if plan.kind != "float" and plan.bits != default:
+            quantization[plan.module] = {"group_size": GROUP_SIZE, "bits": plan.bits}
+    return {"quantization": quantization, "quantization_config": quantization}
+
+
+def _compute_dtype(plans: list[TensorPlan]) -> str:
+    types = {p.ggml_type for p in plans}
+    if types == {"F32"}:
+        return "float32"
+    if any(p.kind != "float" for p in plans) or types & {"F16"} or not types <= set(FLOAT_TYPES):
+        return "float16"
+    return "bfloat16"
+
+
+def _needed_bytes(plans: list[TensorPlan], dtype: str, tokenizer_files: dict[str, bytes]) -> int:
+    weights = sum(p.output_bytes(DTYPE_BYTES[dtype]) for p in plans)
+    return int(1.02 * weights) + sum(len(c) for c in tokenizer_files.values()) + 2**20
+
+
+def _working_memory(plans: list[TensorPlan], dtype: str) -> int:
+    """One shard being assembled, the tensor being converted, and a chunk of rows as float32."""
+    sizes = [p.output_bytes(DTYPE_BYTES[dtype]) for p in plans]
+    shard = min(SHARD_BYTES, sum(sizes))
+    chunk = max((min(p.rows, ROW_CHUNK) * (p.cols or 1) * 4 for p in plans), default=0)
+    return shard + max(sizes, default=0) + 2 * chunk
+
+
+def _import_note(path: Path, plans: list[TensorPlan]) -> dict[str, Any]:
+    """What the import did, for the user and for anyone wondering later (written beside config.json)."""
+    requantized = {
+        p.gguf_name: f"{p.ggml_type} -> MLX {p.bits}-bit" for p in plans if p.kind == "requantize"
+    }
+    dequantized = [p.gguf_name for p in plans if p.kind == "float" and p.ggml_type not in FLOAT_TYPES]
+    counts = collections.Counter(p.ggml_type for p in plans if p.kind == "requantize")
+    if counts:
+        kinds = ", ".join(f"{n} x {t}" for t, n in sorted(counts.items()))
+        summary = (f"{len(requantized)} of {len(plans)} tensors ({kinds}) have types MLX cannot use "
+                   f"as they are; they were re-quantized to MLX's format (group size {GROUP_SIZE}), "
+                   f"which adds a little rounding error on top of the file's own.")
+    else:
+        summary = f"All {len(plans)} tensors were taken over without re-quantizing."
+    return {
+        "source": str(path),
+        "source_bytes": path.stat().st_size,
+        "tensor_types": dict(collections.Counter(p.ggml_type for p in plans)),
+        "requantized": requantized,
+        "dequantized_to_float": dequantized,
+        "rotary": "q/k rows un-permuted from llama.cpp's interleaved layout to the half-split one",
+        "summary": summary,
+    }
+
+
+# --------------------------------------------------------------------------- converting
+
+
+def write_weights(
+    folder: Path,
+    reader: Any,
+    plans: list[TensorPlan],
+    dtype_name: str,
+    report: _Reporter,
+    cancel: threading.Event | None,
+) -> None:
+    """Convert tensor by tensor into model*.safetensors shards."""
+    import mlx.core as mx
+
+    dtype = getattr(mx, dtype_name)
+    tensors = {t.name: t for t in reader.tensors}
+    shards = _ShardWriter(folder)
+    for index, plan in enumerate(plans):
+        common.check_cancel(cancel)
+        stage = "requantizing" if plan.kind == "requantize" else "converting"
+        report(stage, index, len(plans), plan.gguf_name)
+        shards.add(convert_tensor(tensors[plan.gguf_name], plan, dtype))
+    common.check_cancel(cancel)
+    report("writing", len(plans), len(plans), "Writing the last weights file")
+    shards.finish()
+
+
+def convert_tensor(tensor: Any, plan: TensorPlan, dtype: Any) -> dict[str, Any]:
+    """mlx-lm arrays for one GGUF tensor: <module>.weight, plus .scales and .biases if quantized."""
+    import mlx.core as mx
+
+    if plan.kind == "float":
+        weight = mx.array(_float_values(tensor)).astype(dtype)
+        return {plan.module + ".weight": _unpermute(weight, plan.heads)}
+    if plan.kind == "native":
+        parts = [mx.array(a) for a in repack_native(np.asarray(tensor.data), plan.ggml_type)]
+    else:
+        parts = _requantize(tensor, plan.bits, dtype)
+    weight, scales, biases = (_unpermute(a, plan.heads) for a in parts)
+    return {
+        plan.module + ".weight": weight,
+        plan.module + ".scales": scales.astype(dtype),
+        plan.module + ".biases": biases.astype(dtype),
+    }
+
+
+def _float_values(tensor: Any) -> np.ndarray:
+    import gguf
+
+    data = np.asarray(tensor.data)
+    if tensor.tensor_type.name in ("F32", "F16"):
+        return data.reshape(logical_shape(tensor))
+    return gguf.quants.dequantize(data, tensor.tensor_type).reshape(logical_shape(tensor))
+
+
+def repack_native(blocks: np.ndarray, ggml_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q8_0 / Q4_0 / Q4_1 blocks (rows x bytes) as MLX affine (weight uint32, scales, biases) f16.
+
+    Q8_0: d, 32 x int8 -> value d*q = d*(q+128) - 128d. Q4_0: d, 16 bytes of nibbles (low nibbles
+    are values 0-15, high 16-31) -> d*(q-8). Q4_1: d, m, nibbles -> d*q + m. MLX packs values into
+    little-endian uint32 words, lowest bits first."""
+    rows = blocks.shape[0]
+    if ggml_type == "Q8_0":
+        b = blocks.reshape(rows, -1, 34)
+        d = b[..., :2].copy().view(np.float16)[..., 0]
+        values = (b[..., 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+        packed = values.reshape(rows, -1).view(np.uint32)
+        return packed, d, (d.astype(np.float32) * -128).astype(np.float16)
+    size = 18 if ggml_type == "Q4_0" else 20
+    b = blocks.reshape(rows, -1, size)
+    d = b[..., :2].copy().view(np.float16)[..., 0]
+    nibbles = b[..., size - 16 :]
+    values = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1)
+    packed = (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
+    packed = packed.reshape(rows, -1).view(np.uint32)
+    if ggml_type == "Q4_0":
+        return packed, d, (d.astype(np.float32) * -8).astype(np.float16)
+    return packed, d, b[..., 2:4].copy().view(np.float16)[..., 0]
+
+
+def _requantize(tensor: Any, bits: int, dtype: Any) -> list[Any]:
+    """Dequantize with gguf a chunk of rows at a time, quantize each chunk with MLX."""
+    import gguf
+    import mlx.core as mx
+
+    data = np.asarray(tensor.data)
+    chunks = []
+    for start in range(0, data.shape[0], ROW_CHUNK):
+        floats = gguf.quants.dequantize(data[start : start + ROW_CHUNK], tensor.tensor_type)
+        chunk = mx.quantize(mx.array(floats).astype(dtype), group_size=GROUP_SIZE, bits=bits)
+        mx.eval(chunk)
+        chunks.append(chunk)
+    return [mx.concatenate([c[i] for c in chunks]) for i in range(3)]
+
+
+def unpermute_rows(rows: int, heads: int) -> np.ndarray:
+    """Row order that undoes llama.cpp's q/k permutation (convert_hf_to_gguf.py LlamaModel.permute):
+    within each head, llama.cpp row 2i+j holds Hugging Face row j*head_dim/2 + i."""
+    head_dim = rows // heads
+    return np.arange(rows).reshape(heads, head_dim // 2, 2).swapaxes(1, 2).reshape(-1)
+
+
+def _unpermute(array: Any, heads: int | None) -> Any:
+    import mlx.core as mx
+
+    if heads is None:
+        return array
+    return array[mx.array(unpermute_rows(array.shape[0], heads))]
+
+
+class _ShardWriter:
+    """Collects arrays into safetensors shards of about SHARD_BYTES; names them at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pending: dict[str, Any] = {}
+        self.pending_bytes = 0
+        self.shards: list[tuple[Path, list[str]]] = []
+        self.total_bytes = 0
+
+    def add(self, arrays: dict[str, Any]) -> None:
+        import mlx.core as mx
+
+        size = sum(a.nbytes for a in arrays.values())
+        if self.pending and self.pending_bytes + size > SHARD_BYTES:
+            self._flush()
+        mx.eval(list(arrays.values()))
+        self.pending.update(arrays)
+        self.pending_bytes += size
+        self.total_bytes += size
+
+    def _flush(self) -> None:
+        import mlx.core as mx
+
+        part = self.folder / f"part-{len(self.shards)}.tmp.safetensors"
+        mx.save_safetensors(str(part), self.pending, metadata={"format": "mlx"})
+        self.shards.append((part, sorted(self.pending)))
+        self.pending, self.pending_bytes = {}, 0
+
+    def finish(self) -> None:
+        if self.pending or not self.shards:
+            self._flush()
+        if len(self.shards) == 1:
+            self.shards[0][0].rename(self.folder / "model.safetensors")
+            return
+        weight_map = {}
+        count = len(self.shards)
+        for number, (part, names) in enumerate(self.shards, start=1):
+            final = f"model-{number:05d}-of-{count:05d}.safetensors"
+            part.rename(self.folder / final)
+            weight_map.update(dict.fromkeys(names, final))
+        common.write_json(
+            self.folder / "model.safetensors.index.json",
+            {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map},
+        )
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def tokenizer_files_for(meta: Metadata, config: dict[str, Any]) -> dict[str, bytes]:
+    """The tokenizer files to write (built in memory first, so a failure leaves nothing behind)."""
+    kind = meta.get("tokenizer.ggml.model")
+    if kind == "llama":
+        template = meta.get("tokenizer.chat_template") or _llama2_template(meta)
+        return {
+            "tokenizer.model": sentencepiece_model(meta),
+            "tokenizer_config.json": _json_bytes(_spm_tokenizer_config(meta, config, template)),
+        }
+    if kind == "gpt2":
+        return {
+            "tokenizer.json": byte_level_tokenizer_json(meta).encode("utf-8"),
+            "tokenizer_config.json": _json_bytes(_bpe_tokenizer_config(meta, config)),
+        }
+    what = "no tokenizer model" if kind is None else f"a {kind!r} tokenizer"
+    raise ConversionError(
+        f"{meta.file_name} has {what}; Hearth can rebuild sentencepiece ('llama') and byte-level BPE "
+        f"('gpt2') tokenizers only, so this tokenizer cannot be rebuilt."
+    )
+
+
+def _llama2_template(meta: Metadata) -> str | None:
+    """Llama 2 chat files from before templates were stored (TheBloke's) still need Meta's format."""
+    from ..prompts import LLAMA2_NAME
+
+    names = (str(meta.get("general.name", "")), meta.stem)
+    return common.LLAMA2_CHAT_TEMPLATE if any(LLAMA2_NAME.search(n) for n in names) else None
+
+
+def _vocabulary(meta: Metadata) -> tuple[list[str], list[int]]:
+    tokens = meta.require("tokenizer.ggml.tokens")
+    types = meta.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    if len(types) != len(tokens):
+        raise ConversionError(f"{meta.file_name} has {len(tokens)} tokens but {len(types)} token types.")
+    return tokens, types
+
+
+def sentencepiece_model(meta: Metadata) -> bytes:
+    """tokenizer.model rebuilt from a 'llama' GGUF vocabulary with Llama 2's sentencepiece settings."""
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    tokens, types = _vocabulary(meta)
+    scores = meta.get("tokenizer.ggml.scores")
+    if not scores or len(scores) != len(tokens):
+        # sentencepiece's BPE merges by piece score: without them the ids would be wrong.
+        raise ConversionError(f"The sentencepiece tokenizer of {meta.file_name} has no scores for its "
+                              f"{len(tokens)} tokens, so it cannot be rebuilt.")
+    unk = meta.get("tokenizer.ggml.unknown_token_id")
+    spm_type = pb.ModelProto.SentencePiece
+    piece_types = {NORMAL: spm_type.NORMAL, UNKNOWN: spm_type.UNKNOWN, CONTROL: spm_type.CONTROL,
+                   USER_DEFINED: spm_type.USER_DEFINED, UNUSED: spm_type.UNUSED, BYTE: spm_type.BYTE}
+    proto = pb.ModelProto()
+    for index, (token, score, kind) in enumerate(zip(tokens, scores, types, strict=True)):
+        piece = proto.pieces.add()
+        piece.piece, piece.score = token, float(score)
+        piece.type = piece_types.get(UNKNOWN if index == unk else kind, piece_types[NORMAL])
+    _set_trainer_spec(proto.trainer_spec, meta, tokens, [p.type for p in proto.pieces], pb)
+    normalizer = proto.normalizer_spec
+    normalizer.name = "identity"
+    normalizer.add_dummy_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
+    normalizer.remove_extra_whitespaces = False
+    normalizer.escape_whitespaces = True
+    data = proto.SerializeToString()
+    try:
+        sentencepiece.SentencePieceProcessor(model_proto=data)
+    except (RuntimeError, OSError) as exc:
+        raise ConversionError(
+            f"The tokenizer of {meta.file_name} cannot be rebuilt as sentencepiece: {exc}"
+        ) from exc
+    return data
+
+
+def _set_trainer_spec(
+    trainer: Any, meta: Metadata, tokens: list[str], piece_types: list[int], pb: Any
+) -> None:
+    """Llama 2's trainer settings; the ones that matter when encoding are BPE, byte fallback and
+    whitespace-only pieces (which keep runs of spaces together as Llama 2's tokenizer does)."""
+    trainer.model_type = pb.TrainerSpec.BPE
+    trainer.vocab_size = len(tokens)
+    trainer.byte_fallback = True
+    trainer.allow_whitespace_only_pieces = True
+    trainer.split_digits = True
+    unknown = [i for i, t in enumerate(piece_types) if t == pb.ModelProto.SentencePiece.UNKNOWN]
+    if len(unknown) != 1:
+        raise ConversionError(f"The tokenizer of {meta.file_name} has {len(unknown)} unknown-token entries "
+                              f"where sentencepiece needs exactly one, so it cannot be rebuilt.")
+    trainer.unk_id, trainer.unk_piece = unknown[0], tokens[unknown[0]]
+    control = pb.ModelProto.SentencePiece.CONTROL
+    for role in ("bos", "eos", "pad"):
+        key = "padding" if role == "pad" else role
+        token_id = meta.get(f"tokenizer.ggml.{key}_token_id")
+        usable = token_id is not None and 0 <= token_id < len(tokens) and piece_types[token_id] == control
+        setattr(trainer, f"{role}_id", int(token_id) if usable else -1)
+        if usable:
+            setattr(trainer, f"{role}_piece", tokens[token_id])
+
+
+def _spm_tokenizer_config(meta: Metadata, config: dict[str, Any], template: str | None) -> dict[str, Any]:
+    tokens, _types = _vocabulary(meta)
+    tokenizer_config = common.llama_tokenizer_config(template, legacy=True)
+    for role, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id")):
+        token_id = meta.get(f"tokenizer.ggml.{key}")
+        if token_id is not None and 0 <= token_id < len(tokens):
+            tokenizer_config[f"{role}_token"] = tokens[token_id]
+    tokenizer_config["add_bos_token"] = bool(meta.get("tokenizer.ggml.add_bos_token", True))
+    tokenizer_config["add_eos_token"] = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+    tokenizer_config["model_max_length"] = config["max_position_embeddings"]
+    return tokenizer_config
+
+
+def byte_level_tokenizer_json(meta: Metadata) -> str:
+    """tokenizer.json for a 'gpt2' GGUF vocabulary: byte-level BPE from its tokens and merges."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    tokens, types = _vocabulary(meta)
+    # Llama 3 files converted before llama.cpp stored the pre-tokenizer name have none.
+    pre = meta.get("tokenizer.ggml.pre") or ("llama-bpe" if "<|begin_of_text|>" in tokens else "default")
+    if pre not in LLAMA3_PRE + GPT2_PRE:
+        raise ConversionError(f"{meta.file_name} splits text with the {pre!r} pre-tokenizer, which Hearth "
+                              f"does not know, so its tokenizer cannot be rebuilt.")
+    merges = [tuple(m.split(" ", 1)) for m in meta.require("tokenizer.ggml.merges")]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    if len(vocab) != len(tokens):
+        raise ConversionError(f"The tokenizer of {meta.file_name} lists some tokens twice, so it "
+                              f"cannot be rebuilt.")
+    # llama.cpp takes a word that is a whole token as is, before merging (ignore_merges), for Llama 3.
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in LLAMA3_PRE))
+    if pre in LLAMA3_PRE:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                                  for i, t in enumerate(types) if t == CONTROL])
+    tokenizer.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
+                          for i, t in enumerate(types) if t == USER_DEFINED])
+    _add_bos_processor(tokenizer, meta, tokens)
+    return tokenizer.to_str()
+
+
+def _add_bos_processor(tokenizer: Any, meta: Metadata, tokens: list[str]) -> None:
+    from tokenizers import processors
+
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    if bos is None or not 0 <= bos < len(tokens) or not meta.get("tokenizer.ggml.add_bos_token", True):
+        return
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{tokens[bos]}:0 $A:0",
+        pair=f"{tokens[bos]}:0 $A:0 {tokens[bos]}:1 $B:1",
+        special_tokens=[(tokens[bos], int(bos))],
+    )
+
+
+def _bpe_tokenizer_config(meta: Metadata, config: dict[str, Any]) -> dict[str, Any]:
+    tokens, _types = _vocabulary(meta)
+    tokenizer_config: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        # llama.cpp shows tokens as they are; no space clean-up on decode.
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": config["max_position_embeddings"],
+    }
+    for role in ("bos", "eos"):
+        token_id = meta.get(f"tokenizer.ggml.{role}_token_id")
+        if token_id is not None and 0 <= token_id < len(tokens):
+            tokenizer_config[f"{role}_token"] = tokens[token_id]
+    template = meta.get("tokenizer.chat_template")
+    if template:
+        tokenizer_config["chat_template"] = template
+    return tokenizer_config
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Reporter:
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+
+    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
+        if self.callback is not None:
+            self.callback(ConversionProgress(stage, done, total, message))
+
