@@ -19,6 +19,7 @@ from engine.errors import HearthError
 from engine.sampling import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
 
 from .history_cli import add_history_parser
+from .import_cli import add_import_parsers
 from .models_cli import add_model_parsers
 
 log = logging.getLogger("hearth")
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_history_parser(commands)
     add_model_parsers(commands)
+    add_import_parsers(commands)
     return parser
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import queue
+import signal
 import sys
 import threading
 import time
@@ -35,10 +37,6 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
     rm = commands.add_parser("rm", help="remove a model (frees its disk space)")
     rm.add_argument("model")
     rm.set_defaults(handler=_rm)
-
-    imp = commands.add_parser("import", help="add a model folder to the library")
-    imp.add_argument("path")
-    imp.set_defaults(handler=_import)
 
     token = commands.add_parser("token", help="store a Hugging Face token (for gated models)")
     token.add_argument("token", nargs="?", help="the token; asked for (hidden) when left out")
@@ -87,14 +85,16 @@ def _catalog(args: argparse.Namespace) -> int:
         entries = catalog.check_online(entries)
     for e in entries:
         report = e.fit()
-        how = {"mlx": "download", "old-mlx": "download + convert", "gguf": f"GGUF {e.file}",
-               "hf": "download + quantize"}[e.source]
+        how = {"mlx": f"hearth download {e.repo_id}",
+               "old-mlx": f"hearth import {e.repo_id}",
+               "gguf": f"hearth import {e.repo_id} --file {e.file}",
+               "hf": f"hearth convert {e.repo_id}"}[e.source]
         state = "" if e.usable else f"  UNUSABLE: {e.problem}"
         gated = "  (gated: needs a token)" if e.gated else ""
         star = "*" if e.recommended else " "
         print(f"{star} {e.name}  [{e.repo_id}]  {gb(e.download_bytes)}  {_params(e.parameters)}  "
               f"{e.context:,} ctx  fit: {report.verdict.replace('_', ' ')} ({report.describe()})  "
-              f"via {how}{gated}{state}\n    license: {e.license}")
+              f"{gated}{state}\n    get it: {how}\n    license: {e.license}")
     return 0
 
 
@@ -113,8 +113,9 @@ def _download(args: argparse.Namespace) -> int:
     events: queue.Queue = queue.Queue()
     job = DownloadJob(args.repo, args.revision, on_event=events.put)
     worker = threading.Thread(target=job.run, name="hearth-download", daemon=True)
-    worker.start()
-    done = _follow(job, events)
+    with _ctrl_c_pauses(job):
+        worker.start()
+        done = _follow(job, events)
     worker.join(timeout=30)
     sys.stderr.write("\n")
     if done.status == "complete":
@@ -126,15 +127,34 @@ def _download(args: argparse.Namespace) -> int:
     raise HearthError(done.error or f"download {done.status}")
 
 
+@contextlib.contextmanager
+def _ctrl_c_pauses(job: DownloadJob):
+    """While a download runs, Ctrl-C pauses it (the job then ends with a "paused" event) instead of
+    raising KeyboardInterrupt wherever the main thread happens to be; a second Ctrl-C quits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+
+    def on_sigint(signum, frame) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        job.pause()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _follow(job: DownloadJob, events: queue.Queue) -> DownloadDone:
     """Show progress until the job is done; Ctrl-C pauses it (the partial files stay)."""
     while True:
         try:
             event = events.get(timeout=0.2)
         except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            job.pause()
             continue
         if isinstance(event, DownloadProgress):
             _bar(event)
@@ -159,12 +179,6 @@ def _rm(args: argparse.Namespace) -> int:
     model, freed = library.remove(args.model)
     where = f"; its folder {model.path} was left as it is" if model.kind == "folder" else ""
     print(f"Removed {model.name} ({gb(freed)} freed{where}).", file=sys.stderr)
-    return 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    model = library.import_folder(__import__("pathlib").Path(args.path))
-    print(model.ref)
     return 0
 
 
