@@ -113,32 +113,56 @@ def _converted_model(name: str) -> Path | None:
 
 
 def cached_snapshot(repo_id: str, revision: str | None = None) -> Path:
-    """The local snapshot folder of a repo in the Hugging Face cache, without going online."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    """The local snapshot folder of a repo in the Hugging Face cache, without going online.
 
-    try:
-        from huggingface_hub.errors import IncompleteSnapshotError
-    except ImportError:  # older huggingface_hub: no tree listings, so no such check
-        IncompleteSnapshotError = ()  # noqa: N806
-
+    Read straight from the cache layout (refs/<branch> -> snapshots/<commit>): huggingface_hub's
+    own offline lookup also demands every file of its cached tree listing, READMEs included, which
+    Hearth neither needs nor downloads. Whether the folder is a usable model is validate_folder's job.
+    """
     wanted = f"{repo_id}@{revision}" if revision else repo_id
-    try:
-        folder = snapshot_download(
-            repo_id, revision=revision, cache_dir=hub_cache_dir(), local_files_only=True
+    repo = hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    ref = revision or "main"
+    commit = ref if re.fullmatch(r"[0-9a-f]{40}", ref) else _read_ref(repo / "refs" / ref)
+    snapshot = repo / "snapshots" / commit if commit else None
+    if snapshot is not None and snapshot.is_dir():
+        missing = _missing_from_listing(repo, commit, snapshot)
+        if missing:
+            raise ModelNotFound(
+                f"The download of {wanted} in the local Hugging Face cache did not finish: "
+                f"{', '.join(missing[:3])} {'is' if len(missing) == 1 else 'are'} missing. Hearth works "
+                f"offline: finish the download first."
+            )
+        return snapshot
+    if any((repo / "blobs").glob("*.incomplete")):
+        raise ModelNotFound(
+            f"The download of {wanted} in the local Hugging Face cache did not finish. Hearth works "
+            f"offline: finish the download first (hearth download {repo_id})."
         )
-    except IncompleteSnapshotError as exc:
-        raise ModelNotFound(
-            f"The download of {wanted} in the local Hugging Face cache did not finish: {exc} "
-            f"Hearth works offline: finish the download first."
-        ) from exc
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as exc:
-        raise ModelNotFound(
-            f"{wanted} is not downloaded: it is not in the local Hugging Face cache "
-            f"({hub_cache_dir()}). Hearth works offline: download it first, or give the path of a "
-            f"model folder."
-        ) from exc
-    return Path(folder)
+    raise ModelNotFound(
+        f"{wanted} is not downloaded: it is not in the local Hugging Face cache ({hub_cache_dir()}). "
+        f"Hearth works offline: download it first, or give the path of a model folder."
+    )
+
+
+# Files a model needs; a README or an image missing from a snapshot does not matter.
+_NEEDED = re.compile(r"^(config\.json|model.*\.safetensors|model\.safetensors\.index\.json|tokenizer.*|"
+                     r"special_tokens_map\.json|chat_template\.jinja)$")
+
+
+def _missing_from_listing(repo: Path, commit: str, snapshot: Path) -> list[str]:
+    """Model files that huggingface_hub's recorded listing of this commit has but the snapshot lacks."""
+    try:
+        listing = json.loads((repo / "trees" / f"{commit}.json").read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return sorted(name for name in listing if _NEEDED.match(name) and not (snapshot / name).exists())
+
+
+def _read_ref(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def hub_cache_dir() -> Path:
