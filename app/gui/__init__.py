@@ -1,0 +1,1 @@
+"""Hearth's desktop app (PySide6). Everything Qt lives in this package."""

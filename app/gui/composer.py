@@ -1,0 +1,101 @@
+"""The message box: Enter sends, Shift+Enter adds a line, Esc stops; huge pastes are refused clearly."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+
+# A Llama 2 context holds about 16 KB of text; a paste far beyond that cannot be answered, and
+# laying out megabytes in the box would stall the window.
+MAX_MESSAGE_CHARS = 256 * 1024
+
+
+class MessageEdit(QPlainTextEdit):
+    """Signals:
+        sendRequested(): Enter pressed.
+        stopRequested(): Esc pressed.
+        pasteRefused(str): a paste was too large; the message says so.
+    """
+
+    sendRequested = Signal()
+    stopRequested = Signal()
+    pasteRefused = Signal(str)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.sendRequested.emit()
+            return
+        if event.key() == Qt.Key.Key_Escape:
+            self.stopRequested.emit()
+            return
+        super().keyPressEvent(event)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        text = source.text() if source.hasText() else ""
+        total = len(self.toPlainText()) + len(text)
+        if total > MAX_MESSAGE_CHARS:
+            self.pasteRefused.emit(
+                f"That paste is {len(text.encode('utf-8')) / 1024:,.0f} KB; a message can hold up to "
+                f"{MAX_MESSAGE_CHARS // 1024} KB (the model reads about 16 KB at a time). Paste a "
+                f"smaller part.")
+            return
+        super().insertFromMimeData(source)
+
+
+class Composer(QWidget):
+    """Signals:
+        send(str): the user sent this text.
+        stop(): stop the answer being generated.
+    """
+
+    send = Signal(str)
+    stop = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.edit = MessageEdit()
+        self.edit.setAccessibleName("Message")
+        self.edit.setPlaceholderText("Message the model (Enter sends, Shift+Enter adds a line)")
+        self.edit.setMaximumHeight(160)
+        self.edit.sendRequested.connect(self._send)
+        self.edit.stopRequested.connect(self.stop.emit)
+        self.edit.pasteRefused.connect(self.show_notice)
+        self.send_button = QPushButton("Send", clicked=self._send)
+        self.send_button.setAccessibleName("Send message")
+        self.stop_button = QPushButton("Stop", clicked=self.stop.emit)
+        self.stop_button.setAccessibleName("Stop generating")
+        self.stop_button.hide()
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setAccessibleName("Composer notice")
+        self.notice.hide()
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addStretch(1)
+        row = QHBoxLayout()
+        row.addWidget(self.edit, 1)
+        row.addLayout(buttons)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 0, 6, 6)
+        layout.addWidget(self.notice)
+        layout.addLayout(row)
+
+    def _send(self) -> None:
+        text = self.edit.toPlainText()
+        if not text.strip() or self.stop_button.isVisible():
+            return
+        self.notice.hide()
+        self.send.emit(text)
+        self.edit.clear()
+
+    def set_generating(self, generating: bool) -> None:
+        self.stop_button.setVisible(generating)
+        self.send_button.setVisible(not generating)
+
+    def show_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))

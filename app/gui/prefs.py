@@ -1,0 +1,63 @@
+"""The app's preferences: window state, appearance, generation defaults.
+
+Stored with QSettings in an INI file in Hearth's config folder (so HEARTH_HOME moves it too), never
+pickled. Conversations and models have their own stores; this is only how the app looks and behaves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+from engine import paths
+from engine.sampling import SamplingSettings
+
+DEFAULTS: dict[str, Any] = {
+    "appearance/theme": "system",  # system, light, dark
+    "appearance/font_size": 13,
+    "generation/system_prompt": "You are a helpful, respectful and honest assistant.",
+    "generation/context_policy": "drop_oldest",  # drop_oldest: leave out whole early exchanges
+    "generation/context_length": 0,  # 0: the model's own (at most 8192)
+}
+
+
+class Prefs:
+    def __init__(self) -> None:
+        path = paths.config_dir() / "hearth.ini"
+        self._settings = QSettings(str(path), QSettings.Format.IniFormat)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        fallback = DEFAULTS.get(key, default)
+        value = self._settings.value(key, fallback)
+        if isinstance(fallback, bool):
+            return value in (True, "true", "1", 1)
+        if isinstance(fallback, int) and not isinstance(value, int):
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return fallback
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        self._settings.setValue(key, value)
+        self._settings.sync()
+
+    def sampling(self) -> SamplingSettings:
+        stored = self._settings.value("generation/sampling")
+        if isinstance(stored, str) and stored:
+            import json
+
+            try:
+                return SamplingSettings.from_dict(json.loads(stored))
+            except (ValueError, TypeError):
+                pass
+        return SamplingSettings()
+
+    def set_sampling(self, settings: SamplingSettings) -> None:
+        import json
+
+        self.set("generation/sampling", json.dumps(settings.to_dict()))
+
+    def raw(self) -> QSettings:
+        return self._settings

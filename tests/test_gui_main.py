@@ -1,0 +1,222 @@
+"""The main window with the real engine thread on tiny models (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+from PySide6.QtCore import QMimeData, Qt
+
+from engine.history import HistoryStore
+from engine.library import library
+from engine.sampling import SamplingSettings
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def window(qtbot, llama2_chat):
+    from app.gui.app import build_window
+    from PySide6.QtWidgets import QApplication
+
+    library.import_folder(llama2_chat)
+    win = build_window(QApplication.instance())
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: "4,096-token context" in win.model_state.text(), timeout=WAIT_MS)
+    win.chat.sampling = SamplingSettings(temperature=0.0, max_tokens=12)
+    yield win
+    if win.isVisible():
+        win.close()
+
+
+def _send(qtbot, win, text: str) -> None:
+    win.composer.edit.setPlainText(text)
+    qtbot.keyClick(win.composer.edit, Qt.Key.Key_Return)
+
+
+def _wait_idle(qtbot, win) -> None:
+    qtbot.waitUntil(lambda: not win.chat.busy, timeout=WAIT_MS)
+
+
+def test_send_streams_and_saves_the_exchange(qtbot, window):
+    _send(qtbot, window, "Hello there")
+    assert window.chat.busy and window.composer.stop_button.isVisible()
+    _wait_idle(qtbot, window)
+    store = window.store
+    [summary] = store.list_conversations()
+    user, answer = store.active_path(summary.id)
+    assert user.content == "Hello there" and answer.finish_reason == "length" and answer.content
+    assert answer.generation_tokens == 12 and answer.model == str(window.chat.model_ref)
+    shown = window.transcript.toPlainText()
+    assert "Hello there" in shown and "tok/s" in shown
+    assert window.context_meter.value() > 0
+    assert window.sidebar.model.rowCount() == 1
+
+
+def test_shift_enter_adds_a_line_and_enter_sends(qtbot, window):
+    window.composer.edit.setPlainText("line one")
+    window.composer.edit.moveCursor(window.composer.edit.textCursor().MoveOperation.End)
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert not window.chat.busy and window.composer.edit.toPlainText() == "line one\n"
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.chat.busy
+    _wait_idle(qtbot, window)
+
+
+def test_stop_keeps_the_partial_answer(qtbot, window):
+    window.chat.sampling = SamplingSettings(temperature=0.0, max_tokens=4000)
+    _send(qtbot, window, "Tell me a long story")
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 20, timeout=WAIT_MS)
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Escape)
+    _wait_idle(qtbot, window)
+    [summary] = window.store.list_conversations()
+    answer = window.store.active_path(summary.id)[-1]
+    assert answer.finish_reason == "cancelled" and len(answer.content) >= 20
+    assert answer.generation_tokens < 4000
+    assert "stopped" in window.transcript.toPlainText()
+
+
+def test_regenerate_edit_and_branch_arrows(qtbot, window):
+    window.chat.sampling = SamplingSettings(temperature=1.0, max_tokens=8, seed=1)
+    _send(qtbot, window, "First question")
+    _wait_idle(qtbot, window)
+    store, conv = window.store, window.chat.conversation_id
+    user, first = store.active_path(conv)
+    window.chat.sampling = SamplingSettings(temperature=1.0, max_tokens=8, seed=2)
+    window.transcript.actionRequested.emit("regenerate", first.id, 0)
+    _wait_idle(qtbot, window)
+    second = store.active_path(conv)[-1]
+    assert store.siblings(second.id) == [first.id, second.id] and second.content != first.content
+    assert "2/2" in window.transcript.toPlainText()
+    window.transcript.actionRequested.emit("prev", second.id, 0)
+    assert store.active_path(conv)[-1].id == first.id and "1/2" in window.transcript.toPlainText()
+    window.chat.edit(user.id, new_text="An edited question")
+    _wait_idle(qtbot, window)
+    edited_user, edited_answer = store.active_path(conv)
+    assert edited_user.content == "An edited question" and store.siblings(edited_user.id) == [user.id, edited_user.id]
+    assert edited_answer.parent_id == edited_user.id and edited_answer.content
+
+
+def test_switching_conversations_mid_answer_keeps_the_partial_answer(qtbot, window):
+    _send(qtbot, window, "First chat")
+    _wait_idle(qtbot, window)
+    first_chat = window.chat.conversation_id
+    window.chat.sampling = SamplingSettings(temperature=0.0, max_tokens=4000)
+    window.chat.new_chat()
+    _send(qtbot, window, "Second chat, long answer")
+    second_chat = window.chat.conversation_id
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 10, timeout=WAIT_MS)
+    window.chat.open(first_chat)
+    _wait_idle(qtbot, window)
+    answer = window.store.active_path(second_chat)[-1]
+    assert answer.finish_reason == "cancelled" and answer.content
+    assert "First chat" in window.transcript.toPlainText()
+    assert "Second chat" not in window.transcript.toPlainText()
+
+
+def test_deleting_the_conversation_being_answered(qtbot, window):
+    window.chat.sampling = SamplingSettings(temperature=0.0, max_tokens=4000)
+    _send(qtbot, window, "Doomed chat")
+    conv = window.chat.conversation_id
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 10, timeout=WAIT_MS)
+    window.sidebar.delete(conv)
+    _wait_idle(qtbot, window)
+    assert window.chat.conversation_id is None and window.sidebar.model.rowCount() == 0
+    window.sidebar.undo_delete()  # the undo brings it back, answer kept
+    assert window.sidebar.model.rowCount() == 1
+    assert window.store.active_path(conv)[-1].finish_reason == "cancelled"
+    window.sidebar.delete(conv)
+    window.sidebar.commit_deletes()
+    assert window.store.list_conversations() == []
+
+
+def test_quit_mid_answer_saves_it_and_stops_the_engine(qtbot, window, hearth_home):
+    window.chat.sampling = SamplingSettings(temperature=0.0, max_tokens=4000)
+    _send(qtbot, window, "Quit while answering")
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 10, timeout=WAIT_MS)
+    conv = window.chat.conversation_id
+    window.close()
+    engine_thread = window.bridge.engine._thread
+    assert engine_thread.isFinished()
+    with HistoryStore(hearth_home / "data" / "history.sqlite3") as store:
+        answer = store.active_path(conv)[-1]
+    assert answer.status == "complete" and answer.finish_reason == "cancelled" and len(answer.content) > 10
+
+
+def test_a_broken_model_shows_a_notice_with_a_way_forward(qtbot, window, tmp_path, model_copy):
+    broken = model_copy("spm_legacy", name="broken-model")
+    (broken / "tokenizer.model").unlink()
+    window.bridge.load(str(broken))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=WAIT_MS)
+    assert "no tokenizer" in window.banner_text.text() and window.banner_action.isVisible()
+
+
+def test_a_huge_paste_is_refused_with_a_clear_message(qtbot, window):
+    data = QMimeData()
+    data.setText("x" * 2_000_000)
+    window.composer.edit.insertFromMimeData(data)
+    assert window.composer.edit.toPlainText() == ""
+    assert "KB" in window.composer.notice.text() and window.composer.notice.isVisible()
+    small = QMimeData()
+    small.setText("a normal paste")
+    window.composer.edit.insertFromMimeData(small)
+    assert window.composer.edit.toPlainText() == "a normal paste"
+
+
+def test_search_shows_matching_conversations(qtbot, window):
+    _send(qtbot, window, "Tell me about sourdough bread")
+    _wait_idle(qtbot, window)
+    window.chat.new_chat()
+    _send(qtbot, window, "Something else entirely")
+    _wait_idle(qtbot, window)
+    window.sidebar.search.setText("sourdough")
+    model = window.sidebar.model
+    assert model.rowCount() >= 1
+    from app.gui.sidebar import SNIPPET_ROLE
+
+    assert all("sourdough" in (model.index(r).data(SNIPPET_ROLE) or "").lower() for r in range(model.rowCount()))
+    window.sidebar.search.clear()
+    assert model.rowCount() == 2
+
+
+def test_conversation_list_model_passes_the_model_tester(qtmodeltester, qtbot, window):
+    _send(qtbot, window, "hello")
+    _wait_idle(qtbot, window)
+    qtmodeltester.check(window.sidebar.model)
+
+
+def test_every_control_has_an_accessible_name(qtbot, window):
+    from PySide6.QtWidgets import QAbstractButton, QAbstractItemView, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit
+
+    kinds = (QAbstractButton, QLineEdit, QComboBox, QPlainTextEdit, QTextEdit, QAbstractItemView)
+    controls = [w for kind in kinds for w in window.findChildren(kind)]
+    assert len(controls) > 8
+    unnamed = [f"{type(w).__name__} in {type(w.parent()).__name__} {w.objectName()!r}"
+               for w in controls if not w.accessibleName()]
+    assert unnamed == []
+
+
+def test_the_window_appears_before_mlx_is_imported(tmp_path):
+    child = textwrap.dedent("""
+        import os, sys, time
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from PySide6.QtWidgets import QApplication
+        app = QApplication([])
+        from app.gui.app import build_window
+        window = build_window(app)
+        window.show()
+        app.processEvents()
+        print("visible", window.isVisible(), "mlx", "mlx.core" in sys.modules, "mlx_lm", "mlx_lm" in sys.modules)
+        window.close()
+    """)
+    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert "visible True mlx False mlx_lm False" in out.stdout, out.stderr[-2000:]
