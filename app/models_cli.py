@@ -113,9 +113,8 @@ def _download(args: argparse.Namespace) -> int:
     events: queue.Queue = queue.Queue()
     job = DownloadJob(args.repo, args.revision, on_event=events.put)
     worker = threading.Thread(target=job.run, name="hearth-download", daemon=True)
-    with _ctrl_c_pauses(job):
-        worker.start()
-        done = _follow(job, events)
+    worker.start()
+    done = _follow(job, events)
     worker.join(timeout=30)
     sys.stderr.write("\n")
     if done.status == "complete":
@@ -134,12 +133,12 @@ def _ctrl_c_pauses(job: DownloadJob):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pressed = []
+    presses: list[bool] = []
 
     def on_sigint(signum, frame) -> None:
-        if pressed:
+        presses.append(True)
+        if len(presses) > 1:
             raise KeyboardInterrupt
-        pressed.append(True)
         job.pause()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
@@ -150,16 +149,18 @@ def _ctrl_c_pauses(job: DownloadJob):
 
 
 def _follow(job: DownloadJob, events: queue.Queue) -> DownloadDone:
-    """Show progress until the job is done; Ctrl-C pauses it (the partial files stay)."""
-    while True:
-        try:
-            event = events.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        if isinstance(event, DownloadProgress):
-            _bar(event)
-        elif isinstance(event, DownloadDone):
-            return event
+    """Show progress until the job is done; Ctrl-C pauses it (the partial files stay), a second
+    Ctrl-C quits at once."""
+    with _ctrl_c_pauses(job):
+        while True:
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(event, DownloadProgress):
+                _bar(event)
+            elif isinstance(event, DownloadDone):
+                return event
 
 
 def _share(event) -> str:

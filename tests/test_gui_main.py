@@ -22,8 +22,9 @@ WAIT_MS = 60_000
 
 @pytest.fixture
 def window(qtbot, llama2_chat):
-    from app.gui.app import build_window
     from PySide6.QtWidgets import QApplication
+
+    from app.gui.app import build_window
 
     library.import_folder(llama2_chat)
     win = build_window(QApplication.instance())
@@ -193,7 +194,14 @@ def test_conversation_list_model_passes_the_model_tester(qtmodeltester, qtbot, w
 
 
 def test_every_control_has_an_accessible_name(qtbot, window):
-    from PySide6.QtWidgets import QAbstractButton, QAbstractItemView, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit
+    from PySide6.QtWidgets import (
+        QAbstractButton,
+        QAbstractItemView,
+        QComboBox,
+        QLineEdit,
+        QPlainTextEdit,
+        QTextEdit,
+    )
 
     kinds = (QAbstractButton, QLineEdit, QComboBox, QPlainTextEdit, QTextEdit, QAbstractItemView)
     controls = [w for kind in kinds for w in window.findChildren(kind)]
