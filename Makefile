@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The desktop app; with MODEL=..., a chat with that model in the terminal instead.
 run: $(STAMP)
-	@$(BIN)/hearth run $(if $(MODEL),"$(MODEL)")
+	@$(if $(MODEL),$(BIN)/hearth run "$(MODEL)",$(BIN)/hearth app)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging()
     if not getattr(args, "handler", None):
+        if _has_screen():
+            return _app(args)
         parser.print_help()
         print("\n" + GET_A_MODEL, end="")
         return 0
@@ -76,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hearth {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="start Hearth (terminal chat with MODEL for now)")
+    app = commands.add_parser("app", help="open the desktop app (what `hearth` alone does on a Mac)")
+    app.set_defaults(handler=_app)
+
+    run = commands.add_parser("run", help="chat in the terminal with MODEL (or the default model)")
     run.add_argument("model", nargs="?", help="model folder or cached repo id")
     _add_model_options(run)
     _add_sampling_options(run)
@@ -185,6 +190,17 @@ def read_messages(source: str) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise UsageError(f'{name} must hold a JSON list of {{"role", "content"}} objects')
     return messages
+
+
+def _has_screen() -> bool:
+    """Whether `hearth` alone should open the window: always on a Mac, elsewhere with a display."""
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _app(args: argparse.Namespace) -> int:
+    from .gui.app import main as gui_main
+
+    return gui_main([sys.argv[0]])
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -74,7 +74,9 @@ class Run:
 
 def _env(root: Path) -> dict[str, str]:
     """The inherited environment with every per-user location under `root`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    # No screen: `hearth` alone then prints its help instead of opening the window.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("XDG_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     home = root / "home"
     home.mkdir(parents=True, exist_ok=True)
     env.update(
