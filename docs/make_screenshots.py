@@ -1,0 +1,121 @@
+"""Screenshots of the app for the README, from a real window (run under Xvfb: `make screenshots`).
+
+The model is a tiny random one built here (no downloads), so its own answers are gibberish; the
+long Markdown answer in the second picture is written into the history by this script to show how
+answers render. Everything else is the app as a user sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+OUT = ROOT / "docs"
+
+ANSWER = '''Here is a small **sourdough** timer in Python, and how to use it.
+
+## The script
+
+```python
+import time
+
+def proof(hours: float) -> None:
+    """Wait for the dough, reporting every half hour."""
+    for half_hour in range(int(hours * 2)):
+        print(f"{half_hour / 2:.1f} h: still rising")
+        time.sleep(1800)
+    print("Ready to bake!")
+```
+
+## Notes
+
+1. Proof overnight in the fridge for a *sourer* loaf.
+2. Bake at 250 °C with steam for the first 20 minutes.
+
+| Stage | Time |
+|-------|------|
+| Bulk  | 4 h  |
+| Proof | 12 h |
+
+> Tip: the `poke test` tells you more than the clock.
+'''
+
+
+def spin(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def shoot(app, widget, name: str) -> None:
+    spin(app, 0.5)
+    widget.grab().save(str(OUT / name))
+    print("wrote", OUT / name)
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="hearth-shots-"))
+    os.environ.update(HEARTH_HOME=str(home / "hearth"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    from app.gui.app import build_window
+
+    welcome = build_window(app)  # a first run: no models yet
+    welcome.resize(1100, 720)
+    welcome.show()
+    shoot(app, welcome, "screenshot-welcome.png")
+    welcome.close()
+
+    import tiny_models
+    from engine.library import library
+
+    model = tiny_models.build_model(home / "models" / "Llama-2-tiny-chat", "spm_legacy")
+    library.import_folder(model)
+    window = build_window(app)
+    window.resize(1100, 720)
+    window.show()
+    deadline = time.monotonic() + 60
+    while "context" not in window.model_state.text() and time.monotonic() < deadline:
+        spin(app, 0.1)
+    store = window.store
+    for title in ("Planning a trip to Lisbon", "Explain KV caches", "Llama 2 prompt format"):
+        conv = store.create_conversation(title=title, model=str(model))
+        user = store.add_user_message(conv.id, f"Tell me about: {title}")
+        store.add_answer(conv.id, user.id, "A short answer.", generation_tps=31.0, ttft_s=0.12,
+                         finish_reason="stop")
+    conv = store.create_conversation(title="Sourdough timer", model=str(model),
+                                     system_prompt="You are a helpful baking assistant.")
+    user = store.add_user_message(conv.id, "Can you write me a sourdough proofing timer in Python?")
+    store.add_answer(conv.id, user.id, ANSWER, generation_tps=28.4, ttft_s=0.21, generation_tokens=212,
+                     finish_reason="stop")
+    window.sidebar.refresh()
+    window.chat.open(conv.id)
+    spin(app, 0.3)
+    window.transcript.verticalScrollBar().setValue(0)
+    shoot(app, window, "screenshot-markdown.png")
+
+    window.composer.edit.setPlainText("And a gluten-free version?")
+    window.composer._send()
+    while window.chat.busy:
+        spin(app, 0.1)
+    shoot(app, window, "screenshot-main.png")
+
+    window.open_settings()
+    dialog = window._settings_dialog
+    dialog.resize(1000, 640)
+    dialog.tabs.setCurrentIndex(0)
+    spin(app, 2.0)
+    shoot(app, dialog, "screenshot-settings-models.png")
+    dialog.close()
+    window.close()
+
+
+if __name__ == "__main__":
+    main()
