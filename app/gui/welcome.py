@@ -70,13 +70,29 @@ class WelcomePage(QScrollArea):
             label.setWordWrap(True)
             label.setTextFormat(Qt.TextFormat.RichText)
             self.catalog_grid.addWidget(label, row, 0)
-            button = QPushButton("Download", clicked=lambda _=False, e=entry: self._download(e))
+            button = QPushButton("Download", clicked=lambda _=False, e=entry, r=row: self._get(e, r))
             button.setAccessibleName(f"Download {entry.name}")
-            button.setEnabled(self.downloads is not None and entry.source == "mlx")
-            if entry.source != "mlx":
-                button.setToolTip("Needs the import step (GGUF / old MLX layout), coming with the importer.")
             self.catalog_grid.addWidget(button, row, 1)
+            status = QLabel()
+            status.setAccessibleName(f"{entry.name} progress")
+            status.setWordWrap(True)
+            self.catalog_grid.addWidget(status, row, 2)
 
-    def _download(self, entry) -> None:
-        if self.downloads is not None:
-            self.downloads.start(entry.repo_id)
+    def _get(self, entry, row: int) -> None:
+        """Download (and convert, for GGUF or old-layout sources) in a child process."""
+        from .importer import ImportProcess
+
+        status = self.catalog_grid.itemAtPosition(row, 2).widget()
+        button = self.catalog_grid.itemAtPosition(row, 1).widget()
+        button.setEnabled(False)
+        job = ImportProcess(entry, self)
+        job.progress.connect(lambda line: status.setText(line[:80]))
+        job.finished.connect(lambda ok, text: self._got(ok, text, status, button))
+        self._jobs = [*getattr(self, "_jobs", []), job]
+        job.start()
+
+    def _got(self, ok: bool, text: str, status: QLabel, button: QPushButton) -> None:
+        button.setEnabled(True)
+        status.setText("Ready" if ok else f"Failed: {text}")
+        if ok:
+            self.chatRequested.emit(text)
