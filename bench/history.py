@@ -83,6 +83,9 @@ def run() -> dict[str, float]:
         baseline = _median_ms(lambda: store._query("SELECT 1"), 200)
         listing = _median_ms(lambda: store.list_conversations(limit=50), 50)
         opening = _median_ms(lambda: store.active_path(long_id), 20)
+        # What the app does on opening: the last 100 messages (older ones on request) and the
+        # branch positions of all of them.
+        app_opening = _median_ms(lambda: store.branch_positions(store.active_path_tail(long_id, 100)[0]), 20)
         queries = ["llama", "sourdough mountain", "word1234", "café", "alp"]
         searching = statistics.median(_median_ms(lambda q=q: store.search(q, limit=50), 10) for q in queries)
         assert len(store.active_path(long_id)) == LONG_CONVERSATION
@@ -91,17 +94,26 @@ def run() -> dict[str, float]:
         "baseline_query_ms": baseline,
         "list_50_of_10k_ms": listing,
         "open_5000_message_ms": opening,
+        "app_open_5000_message_ms": app_opening,
         "search_1m_words_ms": searching,
     }
     print(f"history: built {CONVERSATIONS:,} conversations ({CONVERSATIONS * MESSAGES_PER_CONVERSATION * WORDS_PER_MESSAGE:,}"
           f" words) + one of {LONG_CONVERSATION:,} messages in {build_s:.1f} s")
     print(f"  baseline SELECT 1:                 {baseline:7.3f} ms")
     for label, key in (("list 50 most recent of 10,000", "list_50_of_10k_ms"),
-                       ("open a 5,000-message chat", "open_5000_message_ms"),
+                       ("open a 5,000-message chat, all of it", "open_5000_message_ms"),
+                       ("open it as the app does (last 100)", "app_open_5000_message_ms"),
                        ("search 1,000,000 words (median)", "search_1m_words_ms")):
         value = figures[key]
         print(f"  {label:34s} {value:7.3f} ms = {value / FRAME_MS:5.2f} frames, {value / baseline:8.0f}x baseline")
-    return figures
+    budget = FRAME_MS / 2  # "well under" a frame: half of one
+    rows = [("list the 50 most recent of 10,000 conversations (ms)", "list_50_of_10k_ms"),
+            ("open a 5,000-message conversation, whole path (ms)", "open_5000_message_ms"),
+            ("open it as the app does: last 100 + branch marks (ms)", "app_open_5000_message_ms"),
+            ("search 1,000,000 words (ms, median of 5 queries)", "search_1m_words_ms")]
+    summary = [{"figure": label, "value": figures[key], "goal": f"< {budget:.0f} ms (half a frame)",
+                "met": figures[key] < budget} for label, key in rows]
+    return {"name": "history", **summary[0], "more": summary[1:], **figures}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import traceback
 
 from bench import common
 
-BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory")
+BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory", "history")
 
 
 def _summary_rows(result: dict) -> list[tuple[str, str, str, str]]:
@@ -26,8 +26,8 @@ def _summary_rows(result: dict) -> list[tuple[str, str, str, str]]:
 
     rows = [(result["name"], result["figure"], value(result["value"]),
              f"{result['goal']}: {common.verdict(result['met'])}")]
-    extra = result.get("release")
-    if extra:
+    extras = [result["release"]] if result.get("release") else []
+    for extra in extras + list(result.get("more", [])):
         rows.append(("", extra["figure"], value(extra["value"]),
                      f"{extra['goal']}: {common.verdict(extra['met'])}"))
     return rows

@@ -228,3 +228,19 @@ def test_the_window_appears_before_mlx_is_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120,
                          cwd=Path(__file__).resolve().parents[1])
     assert "visible True mlx False mlx_lm False" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_long_conversation_opens_with_its_latest_messages(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Long one")
+    parent = None
+    for i in range(150):
+        message = store.add_user_message(conv.id, f"question {i}", parent_id=parent) if i % 2 == 0 else \
+            store.add_answer(conv.id, parent, f"answer {i}")
+        parent = message.id
+    window.chat.open(conv.id)
+    text = window.transcript.toPlainText()
+    assert "Show 50 earlier messages" in text and "answer 149" in text and "question 48" not in text
+    window.transcript.actionRequested.emit("more", "", 0)
+    text = window.transcript.toPlainText()
+    assert "question 0" in text and "Show 50 earlier" not in text

@@ -377,3 +377,18 @@ def test_errors_name_the_missing_thing(store):
         store.resolve_id("zzz")
     with pytest.raises(HistoryCorrupt.__mro__[1]):
         store.message("missing")
+
+
+def test_path_tail_and_branch_positions(store):
+    conv = store.create_conversation()
+    parent = None
+    for i in range(30):
+        message = store.add_user_message(conv.id, f"q{i}", parent_id=parent) if i % 2 == 0 else \
+            store.add_answer(conv.id, parent, f"a{i}")
+        parent = message.id
+    tail, total = store.active_path_tail(conv.id, 5)
+    assert total == 30 and [m.content for m in tail] == ["a25", "q26", "a27", "q28", "a29"]
+    assert store.active_path_tail(conv.id, None)[0] == store.active_path(conv.id)
+    again = store.add_answer(conv.id, tail[-2].id, "a29 again")
+    positions = store.branch_positions(store.active_path(conv.id))
+    assert positions == {tail[-1].id: (1, 2), again.id: (2, 2)}

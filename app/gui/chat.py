@@ -33,6 +33,7 @@ from .bridge import EngineBridge
 from .transcript import MessageView, TranscriptView
 
 FRAME_MS = 16
+VISIBLE = 100  # messages shown when a conversation opens; older ones behind "Show earlier"
 
 
 class ChatController(QObject):
@@ -64,6 +65,7 @@ class ChatController(QObject):
         self._turn: RecordedTurn | None = None
         self._turn_conversation: str | None = None
         self._pending = ""
+        self.show_all = False  # long conversations open with their last VISIBLE messages
         self._context_length = 0
         self._flush_timer = QTimer(self, singleShot=True, interval=FRAME_MS, timeout=self._flush)
         bridge.textChunk.connect(self._on_text)
@@ -82,6 +84,7 @@ class ChatController(QObject):
         if self.busy and conversation_id != self._turn_conversation:
             self.stop()  # the partial answer is kept when the engine confirms
         self.conversation_id = conversation_id
+        self.show_all = False
         self.refresh()
         self.conversationChanged.emit(conversation_id or "")
 
@@ -93,25 +96,29 @@ class ChatController(QObject):
             self.transcript.clear_messages()
             return
         try:
-            path = self.store.active_path(self.conversation_id)
+            path, total = self.store.active_path_tail(self.conversation_id, None if self.show_all else VISIBLE)
         except HistoryError:
             self.conversation_id = None
             self.transcript.clear_messages()
             return
-        views = [self._view(m) for m in path]
+        views = self._views(path)
         if self.busy and self._turn_conversation == self.conversation_id and self._turn is not None:
             views = [v for v in views if v.id != self._turn.answer.id]
-            self.transcript.show_messages(views)
+            self.transcript.show_messages(views, total - len(path))
             self.transcript.begin_answer()
             self.transcript.append_text(self._turn.writer.text + self._pending)
         else:
-            self.transcript.show_messages(views)
+            self.transcript.show_messages(views, total - len(path))
 
-    def _view(self, message: Message) -> MessageView:
-        siblings = self.store.siblings(message.id)
+    def _views(self, path: list[Message]) -> list[MessageView]:
+        positions = self.store.branch_positions(path)
+        return [self._view(m, positions.get(m.id, (1, 1))) for m in path]
+
+    @staticmethod
+    def _view(message: Message, position: tuple[int, int]) -> MessageView:
         return MessageView(message.id, message.role, message.content, message.status, message.finish_reason,
                            message.generation_tps, message.ttft_s, message.generation_tokens,
-                           siblings.index(message.id) + 1, len(siblings), message.model)
+                           position[0], position[1], message.model)
 
     # --- sending ---
 
@@ -149,8 +156,9 @@ class ChatController(QObject):
         self.busyChanged.emit(True)
 
     def refresh_without_stream(self, turn: RecordedTurn) -> None:
-        path = self.store.active_path(self.conversation_id)
-        self.transcript.show_messages([self._view(m) for m in path if m.id != turn.answer.id])
+        path, total = self.store.active_path_tail(self.conversation_id, None if self.show_all else VISIBLE + 1)
+        shown = [m for m in path if m.id != turn.answer.id]
+        self.transcript.show_messages(self._views(shown), total - len(path))
 
     def stop(self) -> None:
         if self._request is not None:
@@ -212,6 +220,10 @@ class ChatController(QObject):
     # --- actions from the transcript ---
 
     def _on_action(self, action: str, message_id: str, number: int) -> None:
+        if action == "more":
+            self.show_all = True
+            self.refresh()
+            return
         handler = {"copy": self._copy, "code": self._copy_code, "regenerate": self.regenerate,
                    "edit": self.edit, "prev": lambda m, n: self._switch(m, -1),
                    "next": lambda m, n: self._switch(m, +1), "continue": self.continue_answer}.get(action)

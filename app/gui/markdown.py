@@ -40,9 +40,10 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
 
-# A top-level code fence streamed longer than this (in characters of finished lines) is emitted
-# in segments, so one huge code block does not make every update re-highlight all of it.
-FENCE_SEGMENT_CHARS = 2000
+# A top-level code fence is streamed in segments of about this many characters: Pygments needs a
+# few milliseconds per thousand characters, so re-highlighting a whole long fence on every update
+# would not fit a frame. Finished segments are never highlighted again.
+FENCE_SEGMENT_CHARS = 600
 
 MONOSPACE = "'SF Mono', Menlo, Monaco, Consolas, 'DejaVu Sans Mono', 'Liberation Mono', monospace"
 
@@ -223,8 +224,9 @@ class StreamingRenderer:
         return StreamUpdate(len(self._pieces), "".join(self._pieces[first_new:]), self._tail)
 
     def _advance_blocks(self, text: str, final: bool) -> str:
-        """Finish every top-level block followed by another; return the tail's HTML."""
-        pending = text[self._done:]
+        """Finish every top-level block that a later one has closed; return the tail's HTML."""
+        base = self._done
+        pending = text[base:]
         lines = _split_lines(pending)
         env = self._new_env(references=dict(self._references))
         tokens = _parse(self._md, pending, env)
@@ -234,27 +236,39 @@ class StreamingRenderer:
         for begin, end in blocks[:finished]:
             self._add(self._md.renderer.render(tokens[begin:end], self._md.options, env))
         self._code_count = env["code_index"]
-        if finished == len(blocks):
-            if final:
-                self._done = len(text)
+        if final:
+            self._done = len(text)
             return ""
-        tail = blocks[finished][0]
-        first_line = tokens[tail].map[0]
-        self._keep_references(env, first_line)
-        self._done += lines[first_line].start
-        if not final and self._enter_fence(tokens[tail], pending, lines[first_line]):
+        if finished:
+            # Up to the end of the last finished block only: the lines after it may hold
+            # [label]: url definitions whose title can still grow over the following lines.
+            end_line = tokens[blocks[finished - 1][0]].map[1]
+            self._keep_references(env, end_line)
+            self._done = base + lines[end_line].start
+        if finished == len(blocks):
+            return ""
+        tail = tokens[blocks[finished][0]]
+        if self._enter_fence(tail, pending, lines[tail.map[0]], env):
+            self._done = base + lines[tail.map[0]].end
             return ""  # _advance continues in fence mode with the fence's lines
-        return self._md.renderer.render(tokens[tail:], self._md.options, env).rstrip("\n")
+        return self._md.renderer.render(tokens[blocks[finished][0]:], self._md.options,
+                                        env).rstrip("\n")
 
-    def _enter_fence(self, token: Token, pending: str, opener: _Line) -> bool:
-        """Stream a top-level, unindented fence line by line; emit its header piece."""
-        if (token.type != "fence" or not opener.complete
-                or not pending.startswith(token.markup, opener.start)):
-            return False  # an unfinished opener line may still change ("``" + "`" + "`")
+    def _enter_fence(self, token: Token, pending: str, opener: _Line, env: dict[str, Any]) -> bool:
+        """Stream a top-level fence line by line from here on; emit its header piece.
+
+        Only when nothing can still change what its opener line means: the line is complete,
+        unindented, has no "|" (with a delimiter row next it would be a table header), and no
+        [label]: url definition before it is pending (a multi-line title could swallow it).
+        """
+        line = pending[opener.start:_line_end(pending, opener)]
+        pending_refs = set(env.get("references", {})) - set(self._references)
+        if (token.type != "fence" or not opener.complete or not line.startswith(token.markup)
+                or "|" in line or pending_refs):
+            return False
         self._fence = _OpenFence(token.markup[0], len(token.markup), _language(token.info))
         self._add(_code_header(self._code_count, self._fence.lang, self._theme))
         self._code_count += 1
-        self._done += opener.end - opener.start
         return True
 
     def _advance_fence(self, text: str, final: bool) -> str:
@@ -410,15 +424,22 @@ def _top_level_blocks(tokens: list[Token]) -> list[tuple[int, int]]:
 
 
 def _closed_blocks(blocks: list[tuple[int, int]], tokens: list[Token], complete: int) -> int:
-    """How many leading blocks are closed: those before the last block begun on a complete line.
+    """How many leading blocks are closed: those before the last block whose start is settled.
 
-    A block begun on a complete line closes the one before it for good; the partial last line
-    decides nothing yet (a "2" may still become "2. item", continuing a list).
+    A settled block start closes the block before it for good; the partial last line decides
+    nothing yet (a "2" may still become "2. item", continuing a list).
     """
     for index in range(len(blocks) - 1, -1, -1):
-        if tokens[blocks[index][0]].map[0] < complete:
+        if _settled(tokens[blocks[index][0]], complete):
             return index
     return 0
+
+
+def _settled(token: Token, complete: int) -> bool:
+    """A block's start is settled once its first line is complete; a table's once its delimiter
+    row is too (until then, "a | b" + "---|-" may turn out to be a paragraph after all)."""
+    lines_needed = 2 if token.type == "table_open" else 1
+    return token.map[0] + lines_needed <= complete
 
 
 # ---------------------------------------------------------------------------------------------

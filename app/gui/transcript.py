@@ -19,7 +19,6 @@ from PySide6.QtWidgets import QTextBrowser
 
 from . import markdown
 
-VISIBLE_MESSAGES = 100  # older ones behind "Show earlier messages", to open long chats quickly
 CACHE_SIZE = 2000
 
 
@@ -55,19 +54,18 @@ class TranscriptView(QTextBrowser):
         self.dark = False
         self._html_cache: OrderedDict[str, str] = OrderedDict()
         self._messages: list[MessageView] = []
-        self._shown_from = 0
         self._stream_start: int | None = None
 
     # --- whole conversations ---
 
-    def show_messages(self, messages: list[MessageView], show_all: bool = False) -> None:
+    def show_messages(self, messages: list[MessageView], earlier: int = 0) -> None:
+        """Show these messages; `earlier` more precede them, behind a "Show earlier" link."""
         self._messages = messages
-        self._shown_from = 0 if show_all else max(0, len(messages) - VISIBLE_MESSAGES)
         parts = []
-        if self._shown_from:
-            parts.append(f"<p align='center'><a href='hearth://more/-'>Show {self._shown_from} earlier "
+        if earlier:
+            parts.append(f"<p align='center'><a href='hearth://more/-'>Show {earlier} earlier "
                          f"messages</a></p>")
-        parts += [self._message_html(m) for m in messages[self._shown_from:]]
+        parts += [self._message_html(m) for m in messages]
         self._stream_start = None
         self.setHtml("".join(parts))
         self.scroll_to_end()
@@ -142,7 +140,7 @@ class TranscriptView(QTextBrowser):
         """The answer is done: show the conversation as saved, the new answer rendered."""
         at_bottom = self._at_bottom()
         self._stream_start = None
-        self.show_messages(messages, show_all=self._shown_from == 0 and len(messages) > VISIBLE_MESSAGES)
+        self.show_messages(messages)
         if at_bottom:
             self.scroll_to_end()
 
@@ -168,9 +166,6 @@ class TranscriptView(QTextBrowser):
             return
         action = url.host()
         parts = [p for p in url.path().split("/") if p]
-        if action == "more":
-            self.show_messages(self._messages, show_all=True)
-            return
         message_id = parts[0] if parts else ""
         number = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         self.actionRequested.emit(action, message_id, number)

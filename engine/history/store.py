@@ -326,7 +326,7 @@ class HistoryStore:
             row = _one(tx, "SELECT conversation_id, parent_id FROM messages WHERE id = ?", message_id)
             leaf = tx.execute("SELECT active_leaf_id FROM conversations WHERE id = ?",
                               (row["conversation_id"],)).fetchone()[0]
-            on_active_path = leaf is not None and any(m.id == message_id for m in self._path(tx, leaf))
+            on_active_path = leaf is not None and any(m.id == message_id for m in self._path(tx, leaf)[0])
             tx.execute("DELETE FROM messages WHERE id = ?", (message_id,))
             if on_active_path:
                 tx.execute("UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
@@ -338,36 +338,70 @@ class HistoryStore:
             raise HistoryError(f"There is no message {message_id}.")
         return _message(rows[0])
 
-    def active_path(self, conversation_id: str) -> list[Message]:
-        """Messages from the first to the active leaf."""
+    def active_path(self, conversation_id: str, last: int | None = None) -> list[Message]:
+        """Messages from the first to the active leaf (only the last `last` of them, if given)."""
+        return self.active_path_tail(conversation_id, last)[0]
+
+    def active_path_tail(self, conversation_id: str, last: int | None) -> tuple[list[Message], int]:
+        """The last `last` messages of the active path (all if None), and the path's full length."""
         leaf = self.conversation(conversation_id).active_leaf_id
-        return self.path_to(leaf) if leaf else []
+        if not leaf:
+            return [], 0
+        with self._lock:
+            return self._path(self._conn, leaf, last)
 
     def path_to(self, message_id: str) -> list[Message]:
         with self._lock:
-            return self._path(self._conn, message_id)
+            return self._path(self._conn, message_id)[0]
 
     @staticmethod
-    def _path(conn: sqlite3.Connection, message_id: str) -> list[Message]:
-        """Root-to-message path: one indexed read of the conversation, then a walk up the parents.
-
-        Cheaper than a recursive query, since most of a conversation is on its active path."""
+    def _path(conn: sqlite3.Connection, message_id: str, last: int | None = None) -> tuple[list[Message], int]:
+        """Root-to-message path, walked up the parent pointers in Python: cheaper than a recursive
+        query. For the whole path, one read of the conversation's rows; for its tail, a read of the
+        (id, parent) pairs, then of the rows wanted."""
         cursor = conn.cursor()
         cursor.row_factory = None  # plain tuples, in Message's field order
         row = cursor.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
         if row is None:
-            return []
-        rows = cursor.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?",
-                              (row[0],)).fetchall()
+            return [], 0
+        if last is None:
+            rows = cursor.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?",
+                                  (row[0],)).fetchall()
+            by_id = {r[0]: r for r in rows}
+            ids = _walk_up(message_id, {i: r[2] for i, r in by_id.items()})
+            return [Message._make(by_id[i]) for i in ids], len(ids)
+        parents = dict(cursor.execute("SELECT id, parent_id FROM messages WHERE conversation_id = ?",
+                                      (row[0],)).fetchall())
+        ids = _walk_up(message_id, parents)
+        wanted = ids[-last:] if last > 0 else []
+        rows = cursor.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN "
+                              f"({', '.join('?' * len(wanted))})", wanted).fetchall() if wanted else []
         by_id = {r[0]: r for r in rows}
-        path = []
-        node: str | None = message_id
-        while node is not None:
-            r = by_id[node]
-            path.append(r)
-            node = r[2]
-        path.reverse()
-        return [Message._make(r) for r in path]
+        return [Message._make(by_id[i]) for i in wanted], len(ids)
+
+    def branch_positions(self, messages: list[Message]) -> dict[str, tuple[int, int]]:
+        """For these messages: their place among their versions and how many there are (`< 2/3 >`);
+        messages with a single version are left out."""
+        if not messages:
+            return {}
+        parents = sorted({m.parent_id for m in messages if m.parent_id is not None})
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            rows = []
+            for start in range(0, len(parents), 500):
+                chunk = parents[start:start + 500]
+                rows += cursor.execute(f"SELECT id, parent_id, role FROM messages WHERE parent_id IN "
+                                       f"({', '.join('?' * len(chunk))}) ORDER BY seq", chunk).fetchall()
+            if any(m.parent_id is None for m in messages):
+                rows += cursor.execute("SELECT id, parent_id, role FROM messages WHERE conversation_id = ?"
+                                       " AND parent_id IS NULL ORDER BY seq", (messages[0].conversation_id,)
+                                       ).fetchall()
+        groups: dict[tuple, list[str]] = {}
+        for mid, parent, role in rows:
+            groups.setdefault((parent, role), []).append(mid)
+        return {mid: (i + 1, len(ids)) for ids in groups.values() if len(ids) > 1
+                for i, mid in enumerate(ids)}
 
     def siblings(self, message_id: str) -> list[str]:
         """Ids of the versions of this message (same parent), oldest first: the `< 2/3 >` branches."""
@@ -464,6 +498,16 @@ class HistoryStore:
         with self.transaction() as tx:
             if tx.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount == 0:
                 raise HistoryError(f"There is no preset {name!r}.")
+
+
+def _walk_up(message_id: str, parents: dict[str, str | None]) -> list[str]:
+    ids: list[str] = []
+    node: str | None = message_id
+    while node is not None:
+        ids.append(node)
+        node = parents[node]
+    ids.reverse()
+    return ids
 
 
 def _one(tx: sqlite3.Connection, sql: str, key: str) -> sqlite3.Row:
