@@ -49,7 +49,11 @@ def _import(args: argparse.Namespace) -> int:
         return 0
     if not REPO_ID_RE.match(args.path):
         raise HearthError(f"{args.path} is neither a file, a folder nor a Hugging Face repo id.")
-    folder = _download(args.path, [args.file] if args.file else _old_layout_files(args.path))
+    files = [args.file] if args.file else _old_layout_files(args.path)
+    folder = _download(args.path, files)
+    if files is None:  # already an mlx-lm model: it stays in the cache, under its repo id
+        print(args.path)
+        return 0
     local = folder / args.file if args.file else folder
     name = import_local(local, args.name or (Path(args.file).stem if args.file else args.path.split("/")[-1]))
     if not args.keep_download:

@@ -48,7 +48,17 @@ def _load(engine: Engine, model: str, context_length: int | None, prompt_format:
         handle.cancel()
         raise
     assert loaded is not None
+    _mark_used(loaded.ref)
     return loaded
+
+
+def _mark_used(ref: str) -> None:
+    from engine.library import library
+
+    try:
+        library.mark_used(ref)
+    except OSError:  # a read-only data folder must not stop a chat
+        pass
 
 
 def _stream(handle: RequestHandle, out: TextIO | None, on_text=None) -> Finished:

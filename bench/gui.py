@@ -4,12 +4,26 @@
    (about 500,000 characters): p50 / p99 / max gap between the callbacks of a 1 ms timer on the GUI
    thread, against the same measured idle (same window, same conversation) as the baseline.
    Goal: p99 <= 16 ms.
+   The answer has a paragraph break every ~60 tokens; the same is run with the whole answer as one
+   paragraph (no newline in 4,000 tokens) as the worst case.
 2. GUI-thread CPU time per streamed token over the first and the last 200 tokens of a 4,000-token
-   answer (the same stream as 1). Goal: flat (last / first ~ 1).
+   answer (the same stream as 1). Goal: flat (last / first <= 1.25). time.thread_time() is read on
+   the GUI thread as each token's signal arrives: all of the GUI's work (dispatch, buffering, the
+   transcript, the history checkpoint, layout and painting) runs on that thread, while
+   time.process_time() would also count the scripted engine thread, which a real model replaces
+   with its own work (it is printed too). The idle loop's own CPU (the 1 ms timer, the cursor
+   blink), measured in the idle baseline, is shown as a share of a token; "net" ratios subtract it.
 3. Launch to a visible window that takes typed input, in a fresh process, against a bare
-   QApplication + QMainWindow shown the same way in the same run. Goal: <= 1 s.
-4. Resident memory (VmRSS): the window with no model loaded (goal <= 250 MB), and while generating
-   with a ~127 MB random model, beyond its weights and KV cache (goal <= 300 MB).
+   QApplication + QMainWindow (a QPlainTextEdit inside) shown the same way in the same run.
+   Goal: <= 1 s. Hearth is started through the `hearth` command's own code (app.cli.main, which
+   opens the window with app.gui.app.main); the clock stops in the first event-loop pass where the
+   window is visible and exposed and a key event sent to the composer lands in it. Measured from
+   just before the process is spawned (and from the child script's first line), median of 3 after
+   a warm-up; also with the 1,000-message chat as the one to reopen.
+4. Resident memory (VmRSS from /proc/self/status): the window with no model loaded and the
+   1,000-message chat open (goal <= 250 MB), and, in the same process, while generating with a
+   ~127 MB random model (bench.memory's), beyond its weights and KV cache (goal <= 300 MB). RSS is
+   sampled every 10 ms while generating; VmHWM is shown too.
 
 Every measurement runs in a child process (`python bench/gui.py --child ...`) with its own
 HEARTH_HOME, so the figures are the app's own and a crash cannot take the parent down. The children
@@ -370,6 +384,7 @@ def child_stream(conversation_id: str, shape: str = "paragraphs") -> None:
         "emit_rate": (len(emitted) - 1) / (emitted[-1] - emitted[0]),
         "delivery_lag_ms_max": max((a[0] - e) * 1000 for a, e in zip(arrivals, emitted, strict=False)),
         "cpu_us_first": per_token(0, k, 1),
+        "cpu_us_second": per_token(k, 2 * k, 1),
         "cpu_us_last": per_token(n - 1 - k, n - 1, 1),
         "proc_cpu_us_first": per_token(0, k, 2),
         "proc_cpu_us_last": per_token(n - 1 - k, n - 1, 2),
@@ -539,7 +554,7 @@ def run() -> dict:
     from bench.common import ModelSpec, header, model_folder, row, verdict
 
     platform = os.environ.get("QT_QPA_PLATFORM", "offscreen")
-    header("GUI", f"the desktop window (Qt platform: {platform}): stalls and CPU while streaming, launch, memory")
+    header("GUI", f"the desktop window (Qt platform {platform}): stalls and CPU while streaming, launch, memory")
     started = time.perf_counter()
     # The memory benchmark's model: ~127 MB of 4-bit weights, 10 KiB of KV cache per token.
     spec = ModelSpec(variant="spm_legacy", hidden_size=1280, num_layers=10, intermediate_size=3456,
@@ -547,14 +562,16 @@ def run() -> dict:
     folder = model_folder(spec)
     tmp = Path(tempfile.mkdtemp(prefix="hearth-bench-gui-"))
     try:
-        home_long, home_empty = tmp / "home-long", tmp / "home-empty"
+        home_long, home_one, home_empty = tmp / "home-long", tmp / "home-one", tmp / "home-empty"
         conversation_id, chars = build_home(home_long)
+        one_id, _chars = build_home(home_one)
         home_empty.mkdir()
         build_s = time.perf_counter() - started
 
-        s, _ = _child(["stream", conversation_id], home_long, tmp, timeout=180)
-        launch = _launch_figures(home_empty, home_long, tmp)
+        s, _ = _child(["stream", conversation_id, "paragraphs"], home_long, tmp, timeout=180)
+        s1, _ = _child(["stream", one_id, "one"], home_one, tmp, timeout=180)
         _set_last_conversation(home_long, conversation_id)
+        launch = _launch_figures(home_empty, home_long, tmp)
         m, _ = _child(["memory", str(folder)], home_long, tmp, timeout=300)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -564,51 +581,61 @@ def run() -> dict:
     stall_ok = p99 <= STALL_GOAL_MS
 
     def gaps(stats: dict) -> str:
-        return (f"p50 {stats['p50']:5.2f}  p99 {stats['p99']:6.2f}  max {stats['max']:7.1f} ms  "
+        return (f"p50 {stats['p50']:4.2f}  p99 {stats['p99']:5.2f}  max {stats['max']:5.1f} ms  "
                 f"({stats['over_16ms']} of {stats['n']:,} > 16 ms)")
 
     row("conversation", f"{MESSAGES:,} messages, {chars:,} characters (built in {build_s:.1f} s)")
-    row("open it (chat.open, blocks the loop)", f"{s['open_ms']:.0f} ms = {s['open_ms'] / FRAME_MS:.1f} frames")
+    row("open it (chat.open: blocks the loop)", f"{s['open_ms']:.0f} ms = {s['open_ms'] / FRAME_MS:.1f} frames "
+                                                f"({s['document_chars']:,} characters shown)")
     print()
-    row(f"1ms-timer gaps, idle ({IDLE_S:.0f} s, baseline)", gaps(s["idle"]))
+    row(f"1 ms timer's gaps: idle ({IDLE_S:.0f} s, baseline)", gaps(s["idle"]))
     row(f"  streaming {s['tokens_received']:,} tokens at {s['emit_rate']:.0f}/s", gaps(s["streaming"]))
-    row("  first quarter of the answer", gaps(s["streaming_first_quarter"]))
-    row("  last quarter of the answer", gaps(s["streaming_last_quarter"]))
+    row("    first quarter of the answer", gaps(s["streaming_first_quarter"]))
+    row("    last quarter of the answer", gaps(s["streaming_last_quarter"]))
     row("  p99 streaming / p99 idle", f"{p99 / max(s['idle']['p99'], 1e-9):.2f}x")
-    row("  send (Enter -> turn recorded, shown)", f"{s['send_ms']:.0f} ms; longest stall {s['send_stall_ms']:.0f} ms")
+    row("  send (Enter -> turn recorded and shown)", f"{s['send_ms']:.0f} ms; longest stall {s['send_stall_ms']:.0f} ms")
     row("  answer finished (saved, re-rendered)", f"longest stall {s['finish_stall_ms']:.0f} ms")
-    row("  token delivery lag (engine emit -> GUI slot), max", f"{s['delivery_lag_ms_max']:.1f} ms")
-    row(f"goal p99 while streaming <= {STALL_GOAL_MS:.0f} ms", verdict(stall_ok))
+    row("  token delivery lag (engine emit -> GUI), max", f"{s['delivery_lag_ms_max']:.1f} ms")
+    row(f"goal p99 while streaming <= {STALL_GOAL_MS:.0f} ms", f"{verdict(stall_ok)} (max {s['streaming']['max']:.1f} ms)")
+    row("  worst case, the answer one 4,000-token paragraph", gaps(s1["streaming"]))
+    row("    its last quarter", gaps(s1["streaming_last_quarter"]))
     print()
 
     # 2. CPU per token
-    probe_us = s["idle_gui_cpu_per_s"] / RATE * 1e6  # the idle loop's (probe's) share of one token
-    first, last = s["cpu_us_first"], s["cpu_us_last"]
-    cpu_ratio = last / first if first else float("inf")
-    net_ratio = (last - probe_us) / (first - probe_us) if first > probe_us else float("inf")
+    def cpu(result: dict) -> tuple[float, float, float, float]:
+        probe_us = result["idle_gui_cpu_per_s"] / RATE * 1e6  # the idle loop's (probe's) share of a token
+        first, last = result["cpu_us_first"], result["cpu_us_last"]
+        net = (last - probe_us) / (first - probe_us) if first > probe_us else float("inf")
+        return first, last, last / first, net
+
+    first, last, cpu_ratio, net_ratio = cpu(s)
+    probe_us = s["idle_gui_cpu_per_s"] / RATE * 1e6
     flat_ok = cpu_ratio <= FLAT_GOAL
-    row(f"GUI-thread CPU per token, first {WINDOW_TOKENS}", f"{first:7.1f} us ({s['wall_s_first']:.2f} s of wall time)")
-    row(f"GUI-thread CPU per token, last {WINDOW_TOKENS} (of {STREAM_TOKENS:,})",
-        f"{last:7.1f} us ({s['wall_s_last']:.2f} s of wall time)")
-    row("  last / first", f"{cpu_ratio:.2f}  (net of the idle loop's {probe_us:.1f} us/token: {net_ratio:.2f})")
+    row(f"GUI-thread CPU per token, first {WINDOW_TOKENS}", f"{first:6.1f} us ({s['wall_s_first']:.2f} s of wall time)")
+    row(f"  tokens {WINDOW_TOKENS}-{2 * WINDOW_TOKENS} (after the send's repaints)", f"{s['cpu_us_second']:6.1f} us")
+    row(f"GUI-thread CPU per token, last {WINDOW_TOKENS} of {STREAM_TOKENS:,}",
+        f"{last:6.1f} us ({s['wall_s_last']:.2f} s of wall time)")
+    row("  last / first", f"{cpu_ratio:.2f} (without the idle loop's {probe_us:.0f} us a token: {net_ratio:.2f})")
     row("  process CPU per token (all threads), first / last",
         f"{s['proc_cpu_us_first']:.1f} / {s['proc_cpu_us_last']:.1f} us")
     row(f"goal flat (last / first <= {FLAT_GOAL})", verdict(flat_ok))
-    row("  answer saved intact in the history", "yes" if s["saved_ok"] else "NO")
+    first1, last1, ratio1, net1 = cpu(s1)
+    row("  worst case, one 4,000-token paragraph", f"{first1:.1f} -> {last1:.1f} us: {ratio1:.2f} "
+                                                    f"(net {net1:.2f}): {verdict(ratio1 <= FLAT_GOAL)}")
+    row("  answers saved intact in the history", "yes" if s["saved_ok"] and s1["saved_ok"] else "NO")
     print()
 
     # 3. launch
     app_s, bare_s, long_s = (launch[k]["from_spawn_s"] for k in ("app", "bare", "app_long"))
     launch_ok = app_s <= LAUNCH_GOAL_S
-    row("launch -> window shown, takes input (median of 3)", "from spawn  (from script start)")
-    row("  bare QApplication + QMainWindow (baseline)",
-        f"{bare_s:6.3f} s  ({launch['bare']['from_script_s']:.3f} s)")
-    row("  Hearth, empty history", f"{app_s:6.3f} s  ({launch['app']['from_script_s']:.3f} s)  "
+    row(f"launch -> shown, takes a key (median of {LAUNCH_REPEATS})", "from spawn (from the script's first line)")
+    row("  bare QApplication + QMainWindow (baseline)", f"{bare_s:5.3f} s ({launch['bare']['from_script_s']:.3f} s)")
+    row("  Hearth, empty history", f"{app_s:5.3f} s ({launch['app']['from_script_s']:.3f} s), "
                                   f"{app_s / bare_s:.2f}x baseline, +{(app_s - bare_s) * 1000:.0f} ms")
-    row("  Hearth, reopening the 1,000-message chat", f"{long_s:6.3f} s  ({launch['app_long']['from_script_s']:.3f} s)  "
+    row("  Hearth, reopening the 1,000-message chat", f"{long_s:5.3f} s ({launch['app_long']['from_script_s']:.3f} s), "
                                                      f"{long_s / bare_s:.2f}x baseline")
-    row(f"goal <= {LAUNCH_GOAL_S:.0f} s (empty history)", verdict(launch_ok))
-    row(f"goal <= {LAUNCH_GOAL_S:.0f} s (1,000-message chat reopened)", verdict(long_s <= LAUNCH_GOAL_S))
+    row(f"goal <= {LAUNCH_GOAL_S:.0f} s", f"{verdict(launch_ok)} (empty history); "
+                                          f"{verdict(long_s <= LAUNCH_GOAL_S)} (long chat reopened)")
     print()
 
     # 4. memory
@@ -620,20 +647,22 @@ def run() -> dict:
     beyond = m["gen_rss_mb"] - (weights + kv) / MB
     beyond_hwm = m["gen_hwm_mb"] - (weights + kv) / MB
     gen_ok = beyond <= RSS_GEN_GOAL_MB
-    row("bare window RSS (launch baseline)", f"{launch['bare']['rss_mb']:6.1f} MB")
-    row("Hearth, no model: welcome page / chat page", f"{m['welcome_rss_mb']:6.1f} / {m['idle_rss_mb']:.1f} MB "
-                                                     "(1,000-message chat open)")
+    row("RSS: bare window (launch baseline)", f"{launch['bare']['rss_mb']:6.1f} MB")
+    row("  Hearth, no model: welcome page / chat page", f"{m['welcome_rss_mb']:6.1f} / {m['idle_rss_mb']:.1f} MB "
+                                                       "(the 1,000-message chat open)")
+    row("  after streaming 4,000 tokens (no model)", f"{s['rss_mb']:6.1f} MB")
     row(f"goal no model <= {RSS_IDLE_GOAL_MB:.0f} MB", verdict(idle_ok))
-    row("model: weights / KV cache for its tokens", f"{weights / MB:6.1f} / {kv / MB:.2f} MB "
-                                                    f"({tokens} tokens; mlx-lm allocated {m['kv_allocated'] / MB:.1f} MB)")
-    row("RSS after loading / peak while generating",
+    row("model: weights / KV cache of its tokens", f"{weights / MB:6.1f} / {kv / MB:.2f} MB ({tokens} tokens; "
+                                                   f"mlx-lm allocated {m['kv_allocated'] / MB:.1f} MB)")
+    row("  RSS loaded / peak while generating",
         f"{m['loaded_rss_mb']:6.1f} / {m['gen_rss_mb']:.1f} MB (VmHWM {m['gen_hwm_mb']:.1f} MB)")
-    row("  MLX: peak while generating / active / buffer cache",
-        f"{m['mlx_peak_gb'] * 1e9 / MB:.1f} / {m['mlx_active'] / MB:.1f} / {m['mlx_cache'] / MB:.1f} MB")
-    row("RSS while generating - weights - KV", f"{beyond:6.1f} MB (from VmHWM: {beyond_hwm:.1f} MB)")
-    row("  minus the no-model RSS (what loading + MLX add)", f"{beyond - m['idle_rss_mb']:6.1f} MB")
+    row("  MLX: peak while generating / active / cache",
+        f"{m['mlx_peak_gb'] * 1e9 / MB:6.1f} / {m['mlx_active'] / MB:.1f} / {m['mlx_cache'] / MB:.1f} MB")
+    row("RSS while generating - weights - KV", f"{beyond:6.1f} MB (VmHWM: {beyond_hwm:.1f} MB)")
+    row("  of which beyond the no-model RSS", f"{beyond - m['idle_rss_mb']:6.1f} MB (MLX, tokenizer, libraries)")
     row(f"goal beyond weights + KV <= {RSS_GEN_GOAL_MB:.0f} MB", verdict(gen_ok))
-    row("  (answer)", f"{m['generation_tokens']} tokens at {m['generation_tps']:.1f} tok/s, {m['finish_reason']}")
+    row("  (the answer)", f"{m['generation_tokens']} tokens at {m['generation_tps']:.1f} tokens/s, "
+                          f"{m['finish_reason']}")
 
     return {
         "name": "gui",
@@ -641,13 +670,23 @@ def run() -> dict:
         "value": p99,
         "goal": f"<= {STALL_GOAL_MS:.0f} ms",
         "met": stall_ok,
+        "more": [
+            {"figure": "GUI CPU per token, last / first 200 of 4,000", "value": cpu_ratio,
+             "goal": f"flat (<= {FLAT_GOAL})", "met": flat_ok},
+            {"figure": "launch to usable window (s)", "value": app_s, "goal": f"<= {LAUNCH_GOAL_S:.0f} s",
+             "met": launch_ok},
+            {"figure": "RSS with no model (MB)", "value": idle_rss, "goal": f"<= {RSS_IDLE_GOAL_MB:.0f} MB",
+             "met": idle_ok},
+            {"figure": "RSS generating - weights - KV (MB)", "value": beyond,
+             "goal": f"<= {RSS_GEN_GOAL_MB:.0f} MB", "met": gen_ok},
+        ],
         "platform": s["platform"],
         "stream": s,
+        "stream_one_paragraph": s1,
         "cpu_per_token_us": {"first": first, "last": last, "ratio": cpu_ratio, "net_ratio": net_ratio,
-                             "met": flat_ok},
-        "launch": launch | {"met": launch_ok},
-        "memory": m | {"no_model_rss_mb": idle_rss, "no_model_met": idle_ok, "beyond_weights_kv_mb": beyond,
-                       "beyond_met": gen_ok},
+                             "one_paragraph": {"first": first1, "last": last1, "ratio": ratio1, "net_ratio": net1}},
+        "launch": launch,
+        "memory": m | {"no_model_rss_mb": idle_rss, "beyond_weights_kv_mb": beyond},
     }
 
 

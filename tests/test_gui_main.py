@@ -244,3 +244,19 @@ def test_a_long_conversation_opens_with_its_latest_messages(qtbot, window):
     window.transcript.actionRequested.emit("more", "", 0)
     text = window.transcript.toPlainText()
     assert "question 0" in text and "Show 50 earlier" not in text
+
+
+def test_a_long_streamed_paragraph_is_laid_out_in_bounded_blocks(qtbot, window):
+    """Qt re-lays out a whole block on each insert: a streamed paragraph must not grow one block."""
+    from app.gui.transcript import STREAM_BLOCK_CHARS
+
+    view = window.transcript
+    view.begin_answer()
+    start_blocks = view.document().blockCount()
+    for _ in range(2000):
+        view.append_text("word ")
+    blocks = view.document().blockCount() - start_blocks + 1
+    assert blocks >= 10000 // (STREAM_BLOCK_CHARS + 10)
+    longest = max(len(view.document().findBlockByNumber(i).text()) for i in range(view.document().blockCount()))
+    assert longest <= STREAM_BLOCK_CHARS + 10
+    assert view.streamed_text().replace("\n", " ").split() == ["word"] * 2000

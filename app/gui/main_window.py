@@ -379,6 +379,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.prefs.set("window/geometry", self.saveGeometry())
         self.prefs.set("window/splitter", self.splitter.saveState())
+        self.prefs.sync()
         self.chat.save_partial_for_quit()
         self.sidebar.commit_deletes()
         if self.downloads is not None:

@@ -142,11 +142,12 @@ class StreamingRenderer:
     """Renders a growing answer so each update costs about the size of its unfinished tail.
 
     The text is split into top-level blocks (paragraphs, lists, code blocks, tables...). A block
-    is finished once the next top-level block has begun on a complete line: CommonMark never
-    reopens a closed block, so its HTML is rendered once, cached and never recomputed. Only the
-    last block (the "tail") is re-rendered on each update. An open code fence is rendered as code
-    while it streams, keeps its `copy:<n>` number, and a long top-level fence is emitted in
-    segments so even a huge code block stays cheap.
+    is finished once the next top-level block has begun on a complete line (a table: once its
+    delimiter row is complete too): CommonMark never reopens a closed block, so its HTML is
+    rendered once, cached and never recomputed. Only the rest (the "tail": normally the last
+    block) is parsed and rendered again on each update. An open code fence renders as code while
+    it streams and keeps its `copy:<n>` number; a top-level fence is streamed line by line in
+    segments (FENCE_SEGMENT_CHARS), so even a huge code block stays cheap.
 
     How a view uses it (one renderer per streamed message; the text only ever grows):
 

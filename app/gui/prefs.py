@@ -40,7 +40,10 @@ class Prefs:
         return value
 
     def set(self, key: str, value: Any) -> None:
+        # QSettings writes the file on its own shortly after, and at exit; no disk wait here.
         self._settings.setValue(key, value)
+
+    def sync(self) -> None:
         self._settings.sync()
 
     def sampling(self) -> SamplingSettings:

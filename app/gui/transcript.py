@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QTextBrowser
 from . import markdown
 
 CACHE_SIZE = 2000
+STREAM_BLOCK_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class TranscriptView(QTextBrowser):
         self._html_cache: OrderedDict[str, str] = OrderedDict()
         self._messages: list[MessageView] = []
         self._stream_start: int | None = None
+        self._block_chars = 0
 
     # --- whole conversations ---
 
@@ -117,6 +119,7 @@ class TranscriptView(QTextBrowser):
         cursor.insertHtml("<p style='color:#888'><b>Assistant</b> · <i>writing…</i></p>")
         cursor.insertBlock()
         self._stream_start = cursor.position()
+        self._block_chars = 0
 
     def append_text(self, text: str) -> None:
         if self._stream_start is None or not text:
@@ -124,9 +127,31 @@ class TranscriptView(QTextBrowser):
         at_bottom = self._at_bottom()
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text)  # plain text: never interpreted as HTML
+        for piece, new_block in self._split_long_block(text):
+            cursor.insertText(piece)  # plain text: never interpreted as HTML
+            if new_block:
+                cursor.insertBlock()
         if at_bottom:
             self.scroll_to_end()
+
+    def _split_long_block(self, text: str) -> list[tuple[str, bool]]:
+        """Qt lays out a whole block again on every insert into it; a long paragraph would make
+        each update slower than the last. While streaming, a paragraph that grows past
+        STREAM_BLOCK_CHARS continues in a new block at the next space (shown as a line break);
+        the finished answer is rendered properly anyway."""
+        pieces: list[tuple[str, bool]] = []
+        for i, line in enumerate(text.split("\n")):
+            if i:
+                pieces.append(("", True))
+                self._block_chars = 0
+            space = line.find(" ", max(0, STREAM_BLOCK_CHARS - self._block_chars))
+            if self._block_chars + len(line) > STREAM_BLOCK_CHARS and space >= 0:
+                pieces += [(line[:space], True), (line[space + 1:], False)]
+                self._block_chars = len(line) - space - 1
+            else:
+                pieces.append((line, False))
+                self._block_chars += len(line)
+        return pieces
 
     def streamed_text(self) -> str:
         if self._stream_start is None:

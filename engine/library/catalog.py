@@ -46,7 +46,8 @@ class CatalogEntry:
         return fit.estimate(self.weight_bytes, self.kv_bytes_per_token, context, available_bytes)
 
 
-def load(path: Path = CATALOG_FILE) -> list[CatalogEntry]:
+def load(path: Path | None = None) -> list[CatalogEntry]:
+    path = path or CATALOG_FILE  # read at call time, so a test (or a packaged app) can point elsewhere
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -75,6 +76,8 @@ def _check(entry: CatalogEntry) -> CatalogEntry:
         return replace(entry, gated=True)
     except hub.HubError as exc:
         return replace(entry, usable=False, problem=str(exc))
+    if getattr(info, "gated", False):  # the Hub lists gated repos' files; only downloads need a token
+        entry = replace(entry, gated=True)
     siblings = [downloads._remote(s) for s in info.siblings or []]
     names = {f.name for f in siblings}
     if entry.source == "mlx":

@@ -16,6 +16,8 @@ import contextlib
 import fnmatch
 import functools
 import hashlib
+import io
+import json
 import os
 import shutil
 import threading
@@ -43,6 +45,11 @@ SPEED_WINDOW_S = 3.0
 DISK_MARGIN_BYTES = 200 * 1024**2
 MAX_ATTEMPTS = 6
 INDEX_FILE = "model.safetensors.index.json"
+# huggingface_hub's http_get hands data over in DOWNLOAD_CHUNK_SIZE pieces (10 MiB): nothing is written,
+# counted or checked for a pause in between, so at 1 MB/s the stall detector would see 10 s of silence
+# and a pause would wait 10 s. Hearth's transfers use pieces of at most this size.
+TRANSFER_CHUNK_BYTES = 256 * 1024
+BACKGROUND_HASH_BYTES = 16 * 1024 * 1024  # files this large are hashed beside the transfer
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class DownloadJob:
         self._stop = threading.Event()
         self._stop_kind = ""
         self._lock = threading.Lock()
+        self._emit_lock = threading.RLock()  # the worker and the stall watchdog both emit
         self.done_bytes = self.total_bytes = 0
         self.files: list[RemoteFile] = []
         self._current: str | None = None
@@ -161,9 +169,13 @@ class DownloadJob:
         self.files = choose_files(self.repo_id, siblings, self.wanted)
         index = next((f for f in self.files if f.name == INDEX_FILE), None)
         if index is not None and not self.wanted:
-            # Fetch the index first and take only the shards it lists: some uploads hold stray files.
-            self._fetch_with_retries(repo, commit, index)
-            self.files = only_indexed_shards(self.files, repo / "snapshots" / commit / INDEX_FILE)
+            # Read the index first and take only the shards it lists: some uploads hold stray files.
+            # It is read into memory, so nothing is written before the free-disk check; the file
+            # itself is fetched (and verified) with the others.
+            text = _read_blob(repo, index)
+            if text is None:
+                text = self._retrying(lambda: self._read_small(commit, index))
+            self.files = _indexed_shards(self.files, text)
         self.total_bytes = sum(f.size for f in self.files)
         self._check_stop()
         return commit
@@ -177,14 +189,16 @@ class DownloadJob:
         free = self._free_bytes(Path(existing))
         if needed + DISK_MARGIN_BYTES > free:
             raise DiskFull(
-                f"Not enough disk space for {self.repo_id}: it needs {needed / 1e9:.2f} GB more (plus "
-                f"{DISK_MARGIN_BYTES / 1e9:.1f} GB to spare) and {free / 1e9:.2f} GB are free.")
+                f"Not enough disk space for {self.repo_id}: it needs {_human(needed)} more (plus "
+                f"{_human(DISK_MARGIN_BYTES)} to spare) and {_human(free)} are free on {existing}.")
 
     def _fetch_with_retries(self, repo: Path, commit: str, remote: RemoteFile) -> None:
+        self._retrying(lambda: self._fetch(repo, commit, remote))
+
+    def _retrying(self, fn: Callable[[], Any]) -> Any:
         for attempt in range(1, self.max_attempts + 1):
             try:
-                self._fetch(repo, commit, remote)
-                return
+                return fn()
             except (_Stop, HearthError):
                 raise
             except Exception as exc:  # noqa: BLE001 - transient ones are retried below
@@ -192,13 +206,34 @@ class DownloadJob:
                     raise
                 delay = min(self.backoff_s * 2 ** (attempt - 1), 60.0)
                 self._state = "retrying"
-                self._emit_progress(force=True, message=f"connection lost; retrying in {delay:.0f} s "
+                shown = f"{delay:.0f}" if delay >= 10 else f"{delay:.2g}"
+                self._emit_progress(force=True, message=f"{_retry_reason(exc)}; retrying in {shown} s "
                                                         f"(attempt {attempt + 1} of {self.max_attempts})")
                 if self._stop.wait(delay):
                     raise _Stop() from exc
+        raise AssertionError("unreachable")
+
+    def _read_small(self, commit: str, remote: RemoteFile) -> str:
+        """A small file's text, fetched into memory and verified (the shard index)."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.file_download import http_get
+        from huggingface_hub.utils import build_hf_headers
+
+        url = hf_hub_url(self.repo_id, remote.name, revision=commit, endpoint=hub.endpoint())
+        sink = _HashingFile(io.BytesIO(), remote)
+        http_get(url, sink, headers=build_hf_headers(token=hub.get_token() or False),
+                 expected_size=remote.size, displayed_filename=remote.name, tqdm_class=_NoBar)
+        data = sink.raw.getvalue()
+        problem = _mismatch(len(data), sink.hexdigest(), remote)
+        if problem:
+            raise ChecksumMismatch(f"Download of {self.repo_id} failed verification: {problem}. Try again, "
+                                   f"and if it repeats the mirror is faulty.")
+        return data.decode("utf-8", errors="replace")
 
     def _fetch(self, repo: Path, commit: str, remote: RemoteFile) -> None:
         blob = repo / "blobs" / remote.etag
+        if blob.exists() and blob.stat().st_size != remote.size:
+            blob.unlink()  # not the file the Hub lists (a damaged copy): fetch it again
         if not blob.exists():
             self._transfer(repo, commit, remote, blob)
         _link(repo / "snapshots" / commit / remote.name, blob)
@@ -210,19 +245,28 @@ class DownloadJob:
 
         blob.parent.mkdir(parents=True, exist_ok=True)
         partial = blob.with_name(blob.name + ".incomplete")
-        self._current, self._state = remote.name, "downloading"
+        self._current, self._state = remote.name, "checking"
         url = hf_hub_url(self.repo_id, remote.name, revision=commit, endpoint=hub.endpoint())
         with open(partial, "ab") as raw:
-            sink = _HashingFile(raw, remote)
-            resume = sink.resume_from_disk(partial)
-            http_get(url, sink, resume_size=resume, headers=build_hf_headers(token=hub.get_token() or False),
-                     expected_size=remote.size, displayed_filename=remote.name,
-                     tqdm_class=functools.partial(_ByteCounter, self))
-            raw.flush()
-            os.fsync(raw.fileno())
-        self._state = "verifying"
-        self._emit_progress(force=True)
-        _verify(partial, sink, remote, self.repo_id)
+            sink = _HashingFile(raw, remote, background=remote.size >= BACKGROUND_HASH_BYTES)
+            try:
+                resume = sink.resume_from_disk(partial)
+                self._check_stop()
+                self._last_bytes_at = time.monotonic()  # re-hashing a partial file is not a stall
+                self._state = "downloading"
+                with _small_chunks():
+                    http_get(url, sink, resume_size=resume,
+                             headers=build_hf_headers(token=hub.get_token() or False),
+                             expected_size=remote.size, displayed_filename=remote.name,
+                             tqdm_class=functools.partial(_ByteCounter, self))
+                raw.flush()
+                self._state = "verifying"
+                self._emit_progress(force=True)
+                digest = sink.hexdigest()  # waits for the hashing still under way
+                os.fsync(raw.fileno())
+            finally:
+                sink.close()
+        _verify(partial, digest, remote, self.repo_id)
         os.replace(partial, blob)
 
     def _finish(self, repo: Path, commit: str) -> None:
@@ -235,7 +279,9 @@ class DownloadJob:
     # --- bookkeeping ---
 
     def on_bytes(self, n: int) -> None:
-        """Called by huggingface_hub's transfer loop for every chunk written."""
+        """Called by huggingface_hub's transfer loop for every chunk, just before it is written."""
+        if n > 0:
+            self._check_stop()  # before counting: a chunk that ends the transfer is never written
         self.done_bytes += n
         self._last_bytes_at = time.monotonic()
         if self._state == "stalled":
@@ -255,15 +301,17 @@ class DownloadJob:
                 self._emit_progress(force=True, message=f"no data for {silent:.0f} s")
 
     def _emit_progress(self, force: bool = False, message: str = "") -> None:
-        now = time.monotonic()
-        if not force and now - self._last_emit < PROGRESS_INTERVAL_S:
-            return
-        self._last_emit = now
-        speed = self._speed(now)
-        remaining = max(self.total_bytes - self.done_bytes, 0)
-        eta = remaining / speed if speed > 0 else None
-        self.on_event(DownloadProgress(self.repo_id, self._state, self.done_bytes, self.total_bytes, speed,
-                                       eta, self._current, self._files_done, len(self.files), message))
+        with self._emit_lock:
+            now = time.monotonic()
+            if not force and now - self._last_emit < PROGRESS_INTERVAL_S:
+                return
+            self._last_emit = now
+            speed = self._speed(now)
+            remaining = max(self.total_bytes - self.done_bytes, 0)
+            eta = remaining / speed if speed > 0 else None
+            self.on_event(DownloadProgress(self.repo_id, self._state, self.done_bytes, self.total_bytes,
+                                           speed, eta, self._current, self._files_done, len(self.files),
+                                           message))
 
     def _speed(self, now: float) -> float:
         self._samples.append((now, self.done_bytes))
@@ -277,7 +325,7 @@ class DownloadJob:
             entry = data["downloads"].setdefault(self.repo_id, {})
             entry.update(state=status, revision=self.revision, done_bytes=self.done_bytes,
                          total_bytes=self.total_bytes, files=[f.name for f in self.files],
-                         updated_at=time.time(), error=error)
+                         blobs=[[f.etag, f.size] for f in self.files], updated_at=time.time(), error=error)
             if commit:
                 entry["commit"] = commit
 
@@ -291,13 +339,29 @@ class DownloadJob:
             with state.editing() as data:
                 data["downloads"].pop(self.repo_id, None)
             return self._done("cancelled")
+        self._count_from_disk(repo)
         self._record("paused")
         return self._done("paused")
 
     def _failed(self, exc: HearthError) -> DownloadDone:
-        if self.files:  # a download was under way: keep its partial files for a resume
+        repo = hub_cache.repo_folder(self.repo_id)
+        if self.files and self._count_from_disk(repo):
+            # Something of this download is on disk: keep its partial files for a resume, and keep
+            # the model from being listed as usable meanwhile.
             self._record("failed", error=str(exc))
         return self._done("failed", error=str(exc), error_kind=type(exc).__name__)
+
+    def _count_from_disk(self, repo: Path) -> bool:
+        """Set done_bytes to what is really on disk; whether any file of this download is there."""
+        blobs = repo / "blobs"
+        try:
+            have = [_have_bytes(blobs, f) for f in self.files]
+            present = any((blobs / f.etag).exists() or (blobs / (f.etag + ".incomplete")).exists()
+                          for f in self.files)
+        except OSError:
+            return False
+        self.done_bytes = sum(have)
+        return present
 
 
 def _quiet_hf_logging() -> None:
@@ -306,6 +370,69 @@ def _quiet_hf_logging() -> None:
     from huggingface_hub.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+
+
+_chunk_lock = threading.Lock()
+_chunk_users = 0
+_chunk_saved: int | None = None
+
+
+@contextlib.contextmanager
+def _small_chunks():
+    """Lower huggingface_hub's DOWNLOAD_CHUNK_SIZE to TRANSFER_CHUNK_BYTES while Hearth transfers run
+    (a smaller value already set is kept); the previous value is restored when the last one ends."""
+    global _chunk_users, _chunk_saved
+    from huggingface_hub import constants
+
+    with _chunk_lock:
+        if _chunk_users == 0 and constants.DOWNLOAD_CHUNK_SIZE > TRANSFER_CHUNK_BYTES:
+            _chunk_saved = constants.DOWNLOAD_CHUNK_SIZE
+            constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK_BYTES
+        _chunk_users += 1
+    try:
+        yield
+    finally:
+        with _chunk_lock:
+            _chunk_users -= 1
+            if _chunk_users == 0 and _chunk_saved is not None:
+                if constants.DOWNLOAD_CHUNK_SIZE == TRANSFER_CHUNK_BYTES:
+                    constants.DOWNLOAD_CHUNK_SIZE = _chunk_saved
+                _chunk_saved = None
+
+
+def _retry_reason(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status:
+        return f"the Hub answered {status}"
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return "the file arrived short"
+    return "connection lost"
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} bytes"
+
+
+class _NoBar:
+    """A silent stand-in for tqdm."""
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def update(self, n: int | float | None = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 class _ByteCounter:
@@ -328,11 +455,21 @@ class _ByteCounter:
 
 
 class _HashingFile:
-    """A file wrapper that hashes what is written, so verifying costs no second read."""
+    """A file wrapper that hashes what is written, so verifying costs no second read. With
+    background=True the hashing runs on a helper thread, beside the transfer rather than between
+    its reads (at local-network speeds SHA-256 would otherwise be a good part of the time)."""
 
-    def __init__(self, raw, remote: RemoteFile) -> None:
+    MAX_PENDING = 8  # chunks handed to the helper and not hashed yet
+
+    def __init__(self, raw, remote: RemoteFile, background: bool = False) -> None:
         self.raw, self.remote = raw, remote
         self.hasher = self._new_hasher()
+        self._pool = None
+        if background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="hearth-verify")
+        self._pending: deque = deque()
 
     def _new_hasher(self):
         if self.remote.sha256:
@@ -356,9 +493,32 @@ class _HashingFile:
         return size
 
     def write(self, data: bytes) -> int:
-        if self.hasher is not None:
-            self.hasher.update(data)
-        return self.raw.write(data)
+        written = self.raw.write(data)
+        if self._pool is None:
+            if self.hasher is not None:
+                self.hasher.update(data)
+            return written
+        while len(self._pending) >= self.MAX_PENDING:
+            self._pending.popleft().result()
+        if self.hasher is not None:  # one helper thread: the chunks are hashed in write order
+            self._pending.append(self._pool.submit(self.hasher.update, bytes(data)))
+        return written
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def hexdigest(self) -> str | None:
+        self._drain()
+        return self.hasher.hexdigest() if self.hasher is not None else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def tell(self) -> int:
         return self.raw.tell()
@@ -368,6 +528,7 @@ class _HashingFile:
 
     def truncate(self, size: int | None = None) -> int:
         # huggingface_hub truncates when a server ignored the Range request: start the hash over.
+        self._drain()
         result = self.raw.truncate(size)
         self.hasher = self._new_hasher()
         return result
@@ -376,18 +537,32 @@ class _HashingFile:
         self.raw.flush()
 
 
-def _verify(partial: Path, sink: _HashingFile, remote: RemoteFile, repo_id: str) -> None:
-    size = partial.stat().st_size
-    problem = None
+def _mismatch(size: int, digest: str | None, remote: RemoteFile) -> str | None:
     if size != remote.size:
-        problem = f"{remote.name} has {size:,} bytes, the Hub lists {remote.size:,}"
-    elif sink.hasher is not None and sink.hasher.hexdigest() != (remote.sha256 or remote.blob_id):
+        return f"{remote.name} has {size:,} bytes, the Hub lists {remote.size:,}"
+    if digest is not None and digest != (remote.sha256 or remote.blob_id):
         kind = "SHA-256" if remote.sha256 else "checksum"
-        problem = f"{remote.name} does not match its {kind} on the Hub"
+        return f"{remote.name} does not match its {kind} on the Hub"
+    return None
+
+
+def _verify(partial: Path, digest: str | None, remote: RemoteFile, repo_id: str) -> None:
+    problem = _mismatch(partial.stat().st_size, digest, remote)
     if problem:
         partial.unlink(missing_ok=True)  # useless bytes: the next attempt starts this file afresh
         raise ChecksumMismatch(f"Download of {repo_id} failed verification: {problem}. The file was "
                                f"discarded; try again, and if it repeats the mirror or disk is faulty.")
+
+
+def _read_blob(repo: Path, remote: RemoteFile) -> str | None:
+    """A small file's text from a blob already in the cache (of the right size), else None."""
+    blob = repo / "blobs" / remote.etag
+    try:
+        if blob.stat().st_size == remote.size:
+            return blob.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        pass
+    return None
 
 
 def _link(pointer: Path, blob: Path) -> None:
@@ -442,11 +617,17 @@ def choose_files(repo_id: str, siblings: list[RemoteFile], wanted: list[str] | N
 
 
 def only_indexed_shards(files: list[RemoteFile], index_path: Path) -> list[RemoteFile]:
-    import json
-
     try:
-        shards = set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        text = index_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HubError(f"The repo's {INDEX_FILE} cannot be read: {exc}") from exc
+    return _indexed_shards(files, text)
+
+
+def _indexed_shards(files: list[RemoteFile], text: str) -> list[RemoteFile]:
+    try:
+        shards = set(json.loads(text)["weight_map"].values())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HubError(f"The repo's {INDEX_FILE} cannot be read: {exc}") from exc
     return [f for f in files if not fnmatch.fnmatch(f.name, "model*.safetensors") or f.name in shards]
 

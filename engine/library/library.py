@@ -92,8 +92,8 @@ def _hub_model(repo: hub_cache.CachedRepo, data: dict) -> InstalledModel | None:
             if download is None and not _looks_like_mlx(repo.snapshot):
                 return None  # another library's model (PyTorch, GGUF, ...) sharing the cache
             problem = str(exc)
-    if download and download.get("state") != "complete":
-        problem = _download_problem(download)
+    if download and download.get("state") != "complete" and not _serves_older_snapshot(repo, download):
+        problem = _download_problem(download, repo.folder)
     return InstalledModel(repo.repo_id, repo.repo_id, "hub", repo.snapshot, repo.size_bytes, last_used,
                           info if problem is None else None, problem)
 
@@ -102,11 +102,39 @@ def _looks_like_mlx(snapshot: Path) -> bool:
     return (snapshot / "config.json").exists() and any(snapshot.glob("model*.safetensors"))
 
 
-def _download_problem(download: dict) -> str:
+def _serves_older_snapshot(repo: hub_cache.CachedRepo, download: dict) -> bool:
+    """An update under way (or paused) while refs/main still names an earlier, complete snapshot:
+    that one stays usable, since Hearth moves the ref only once every new file is verified."""
+    commit = download.get("commit")
+    try:
+        ref = (repo.folder / "refs" / "main").read_text().strip()
+    except OSError:
+        return False
+    return bool(commit) and ref == repo.commit and ref != commit
+
+
+def _download_problem(download: dict, folder: Path) -> str:
     done, total = download.get("done_bytes", 0), download.get("total_bytes", 0)
-    share = f" ({100 * done // total}%)" if total else ""
+    blobs = download.get("blobs")
+    if isinstance(blobs, list) and blobs:
+        done = _bytes_on_disk(folder / "blobs", blobs)  # the record is as old as its last update
+    share = f" ({100 * min(done, total) // total}%)" if total else ""
     verb = {"paused": "paused", "failed": "failed"}.get(download.get("state"), "not finished")
     return f"download {verb}{share}: resume it to use this model"
+
+
+def _bytes_on_disk(blobs: Path, wanted: list) -> int:
+    done = 0
+    for item in wanted:
+        try:
+            etag, size = str(item[0]), int(item[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        try:
+            done += size if (blobs / etag).exists() else min((blobs / (etag + ".incomplete")).stat().st_size, size)
+        except OSError:
+            pass
+    return done
 
 
 def _folder_model(path: Path, data: dict) -> InstalledModel:
