@@ -26,7 +26,9 @@ from .models_cli import _follow
 def add_import_parsers(commands: argparse._SubParsersAction) -> None:
     imp = commands.add_parser("import", help="add a model: a folder (mlx-lm or old MLX layout), a .gguf "
                                              "file, or a Hub repo to download first")
-    imp.add_argument("path", help="folder, .gguf file, or Hugging Face repo id")
+    imp.add_argument("path", nargs="?", help="folder, .gguf file, or Hugging Face repo id")
+    imp.add_argument("--found", action="store_true",
+                     help="list GGUF models Ollama and LM Studio already downloaded, to import")
     imp.add_argument("--file", help="with a repo: the one file to fetch (e.g. a GGUF quantization)")
     imp.add_argument("--name", help="name for the imported model (default: from the source)")
     imp.add_argument("--keep-download", action="store_true",
@@ -43,6 +45,10 @@ def add_import_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    if args.found:
+        return _list_found()
+    if not args.path:
+        raise HearthError("Give a folder, a .gguf file or a repo id to import (or --found).")
     source = Path(args.path).expanduser()
     if source.exists():
         print(import_local(source, args.name))
@@ -65,8 +71,10 @@ def _import(args: argparse.Namespace) -> int:
 def import_local(source: Path, name: str | None) -> str:
     """A model from a local file or folder; its name for `hearth chat`."""
     if source.is_file():
-        if source.suffix.lower() != ".gguf":
-            raise HearthError(f"{source.name} is not a .gguf file; give a GGUF file or a model folder.")
+        from engine.convert.discover import is_gguf
+
+        if not is_gguf(source):  # Ollama's blobs have no .gguf suffix: go by the file's magic
+            raise HearthError(f"{source.name} is not a GGUF file; give a GGUF file or a model folder.")
         from engine.convert.gguf_import import import_gguf
 
         return _run_conversion(import_gguf, source, name).name
@@ -75,6 +83,18 @@ def import_local(source: Path, name: str | None) -> str:
 
         return _run_conversion(convert_old_mlx, source, name).name
     return library.import_folder(source).ref
+
+
+def _list_found() -> int:
+    from engine.convert.discover import find_models
+
+    found = find_models()
+    if not found:
+        print("No Ollama or LM Studio models were found on this machine.", file=sys.stderr)
+    for model in found:
+        print(f"{model.app}: {model.name} ({model.size_bytes / 1e9:.2f} GB)\n"
+              f"    hearth import {model.path} --name {model.name}")
+    return 0
 
 
 def _old_layout_files(repo_id: str) -> list[str] | None:

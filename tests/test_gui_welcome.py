@@ -48,3 +48,26 @@ def test_welcome_downloads_and_imports_llama2_then_offers_the_chat(qtbot, hub):
                 if label.accessibleName() == f"{llama2.name} progress"]
     assert statuses == ["Ready"]
     window.close()
+
+
+def test_welcome_offers_ollama_models_for_import(qtbot, tmp_path, monkeypatch):
+    import test_discover
+
+    from app.gui.app import build_window
+
+    float_model = tiny_models.build_model(tmp_path / "f", "spm_legacy", quantize=False)
+    data = write_gguf(float_model, tmp_path / "m.gguf", tensor_type="Q8_0", name="llama-2-7b-chat").read_bytes()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    test_discover._ollama(tmp_path / "home", data)
+    window = build_window(QApplication.instance())
+    qtbot.addWidget(window)
+    window.show()
+    name = "Import llama2-7b-chat from Ollama"
+    qtbot.waitUntil(lambda: any(b.accessibleName() == name for b in window.welcome.findChildren(QPushButton)),
+                    timeout=30_000)
+    button = next(b for b in window.welcome.findChildren(QPushButton) if b.accessibleName() == name)
+    with qtbot.waitSignal(window.welcome.chatRequested, timeout=120_000) as chat:
+        button.click()
+    assert chat.args == ["llama2-7b-chat"]
+    window.close()

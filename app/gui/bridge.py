@@ -64,6 +64,7 @@ class EngineBridge(QObject):
         super().__init__(parent)
         self.engine = Engine(thread_factory=EngineThread, **engine_options)
         self._handles: dict[int, RequestHandle] = {}
+        self._stopped = False
         self._event.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> None:
@@ -72,16 +73,16 @@ class EngineBridge(QObject):
     # --- requests (GUI thread; none of them waits) ---
 
     def load(self, model: str, context_length: int | None = None) -> int:
-        return self._track(self.engine.load(model, context_length=context_length, on_event=self._event.emit))
+        return self._track(lambda: self.engine.load(model, context_length=context_length, on_event=self._event.emit))
 
     def generate(self, request: GenerationRequest) -> int:
-        return self._track(self.engine.generate(request, on_event=self._event.emit))
+        return self._track(lambda: self.engine.generate(request, on_event=self._event.emit))
 
     def unload(self) -> int:
-        return self._track(self.engine.unload(on_event=self._event.emit))
+        return self._track(lambda: self.engine.unload(on_event=self._event.emit))
 
     def forget(self, conversation_id: str) -> int:
-        return self._track(self.engine.forget(conversation_id, on_event=self._event.emit))
+        return self._track(lambda: self.engine.forget(conversation_id, on_event=self._event.emit))
 
     def cancel(self, request_id: int) -> None:
         handle = self._handles.get(request_id)
@@ -94,10 +95,15 @@ class EngineBridge(QObject):
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop generating, free the model on its thread, and end the thread (at quit)."""
+        self._stopped = True
         self.cancel_all()
         self.engine.shutdown(timeout)
 
-    def _track(self, handle: RequestHandle) -> int:
+    def _track(self, submit) -> int:
+        """Submit a request; after shutdown (a late callback at quit) nothing is sent: -1."""
+        if self._stopped:
+            return -1
+        handle = submit()
         self._handles[handle.id] = handle
         return handle.id
 

@@ -30,16 +30,17 @@ class ImportProcess(QObject):
     progress = Signal(str)
     finished = Signal(bool, str)
 
-    def __init__(self, entry: CatalogEntry, parent: QObject | None = None) -> None:
+    def __init__(self, arguments: list[str], parent: QObject | None = None) -> None:
+        """arguments: the `hearth` command line, e.g. command_for(entry)."""
         super().__init__(parent)
-        self.entry = entry
+        self.arguments = arguments
         self.process = QProcess(self)
         self.process.readyReadStandardError.connect(self._on_stderr)
         self.process.finished.connect(self._on_finished)
         self._last_error = ""
 
     def start(self) -> None:
-        self.process.start(sys.executable, ["-m", "app.cli", *command_for(self.entry)])
+        self.process.start(sys.executable, ["-m", "app.cli", *self.arguments])
 
     def cancel(self) -> None:
         """Ctrl-C for the child: a download pauses, a conversion is cancelled with nothing kept."""

@@ -217,7 +217,10 @@ class MainWindow(QMainWindow):
     # --- models ---
 
     def refresh_models(self) -> None:
+        from engine.convert.discover import find_models
+
         run_in_background(library.installed_models, self._on_models, self._on_models_error, self)
+        run_in_background(find_models, self.welcome.set_found_elsewhere, lambda _e: None, self)
 
     def _on_models_error(self, error: BaseException) -> None:
         self.show_notice(f"Could not list the models: {error}", "settings")

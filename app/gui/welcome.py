@@ -34,6 +34,9 @@ class WelcomePage(QScrollArea):
         self.found_box = QWidget()
         self.found = QGridLayout(self.found_box)
         self.column.addWidget(self.found_box)
+        self.others_box = QWidget()
+        self.others = QGridLayout(self.others_box)
+        self.column.addWidget(self.others_box)
         self.catalog_box = QWidget()
         self.catalog_grid = QGridLayout(self.catalog_box)
         self.column.addWidget(QLabel("<h3>Models that fit this Mac</h3>"))
@@ -53,6 +56,34 @@ class WelcomePage(QScrollArea):
             button = QPushButton("Chat", clicked=lambda _=False, ref=model.ref: self.chatRequested.emit(ref))
             button.setAccessibleName(f"Chat with {model.name}")
             self.found.addWidget(button, row, 1)
+
+    def set_found_elsewhere(self, found: list) -> None:
+        """GGUF models Ollama or LM Studio downloaded, each with an Import button."""
+        while self.others.count():
+            self.others.takeAt(0).widget().deleteLater()
+        if not found:
+            return
+        self.others.addWidget(QLabel("<h3>Models from Ollama and LM Studio</h3>"), 0, 0, 1, 3)
+        for row, model in enumerate(found, start=1):
+            self.others.addWidget(QLabel(f"{model.name} ({model.app}) — {model.size_bytes / 1e9:.1f} GB"), row, 0)
+            button = QPushButton("Import", clicked=lambda _=False, m=model, r=row: self._import(m, r))
+            button.setAccessibleName(f"Import {model.name} from {model.app}")
+            self.others.addWidget(button, row, 1)
+            status = QLabel()
+            status.setAccessibleName(f"{model.name} import progress")
+            self.others.addWidget(status, row, 2)
+
+    def _import(self, model, row: int) -> None:
+        from .importer import ImportProcess
+
+        status = self.others.itemAtPosition(row, 2).widget()
+        button = self.others.itemAtPosition(row, 1).widget()
+        button.setEnabled(False)
+        job = ImportProcess(["import", str(model.path), "--name", model.name], self)
+        job.progress.connect(lambda line: status.setText(line[:80]))
+        job.finished.connect(lambda ok, text: self._got(ok, text, status, button))
+        self._jobs = [*getattr(self, "_jobs", []), job]
+        job.start()
 
     def _fill_catalog(self) -> None:
         try:
@@ -85,7 +116,9 @@ class WelcomePage(QScrollArea):
         status = self.catalog_grid.itemAtPosition(row, 2).widget()
         button = self.catalog_grid.itemAtPosition(row, 1).widget()
         button.setEnabled(False)
-        job = ImportProcess(entry, self)
+        from .importer import command_for
+
+        job = ImportProcess(command_for(entry), self)
         job.progress.connect(lambda line: status.setText(line[:80]))
         job.finished.connect(lambda ok, text: self._got(ok, text, status, button))
         self._jobs = [*getattr(self, "_jobs", []), job]
