@@ -260,3 +260,41 @@ def test_a_long_streamed_paragraph_is_laid_out_in_bounded_blocks(qtbot, window):
     longest = max(len(view.document().findBlockByNumber(i).text()) for i in range(view.document().blockCount()))
     assert longest <= STREAM_BLOCK_CHARS + 10
     assert view.streamed_text().replace("\n", " ").split() == ["word"] * 2000
+
+
+def test_sampling_is_per_chat_and_saved_with_it(qtbot, window):
+    from app.gui.sampling_dialog import SamplingDialog
+
+    _send(qtbot, window, "hello")
+    _wait_idle(qtbot, window)
+    conv = window.chat.conversation_id
+    dialog = SamplingDialog(window.chat.sampling, window)
+    dialog.temperature.setValue(0.3)
+    dialog.use_seed.setChecked(True)
+    dialog.seed.setValue(42)
+    dialog._accept()
+    window.chat.set_sampling(dialog.result_settings)
+    assert window.store.conversation(conv).settings["temperature"] == 0.3
+    window.chat.new_chat()
+    window.chat.sampling = SamplingSettings()
+    window.chat.open(conv)
+    assert window.chat.sampling.temperature == 0.3 and window.chat.sampling.seed == 42
+    dialog.top_p.setValue(0.0)
+    dialog.temperature.setValue(0.0)
+    dialog._accept()
+    assert dialog.result_settings.temperature == 0.0
+
+
+def test_the_context_note_says_which_messages_no_longer_fit(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Long context", settings={"temperature": 0.0, "max_tokens": 8})
+    parent = None
+    for i in range(12):
+        question = store.add_user_message(conv.id, f"question {i}: " + "many words here " * 60, parent_id=parent)
+        parent = store.add_answer(conv.id, question.id, f"answer {i}: " + "more words " * 60).id
+    window.chat.open(conv.id)
+    _send(qtbot, window, "the newest question")
+    _wait_idle(qtbot, window)
+    note = window.context_note.text()
+    assert note.startswith("Left out, no longer fitting: the ") and "“question 0:" in note
+    assert window.context_meter.value() <= window.context_meter.maximum() == 4096

@@ -85,11 +85,42 @@ class ChatController(QObject):
             self.stop()  # the partial answer is kept when the engine confirms
         self.conversation_id = conversation_id
         self.show_all = False
+        self._load_settings()
         self.refresh()
         self.conversationChanged.emit(conversation_id or "")
 
     def new_chat(self) -> None:
         self.open(None)
+
+    def set_sampling(self, settings: SamplingSettings) -> None:
+        """This chat's sampling settings, saved with the conversation (new chats take them too)."""
+        self.sampling = settings
+        if self.conversation_id:
+            self.store.set_settings(self.conversation_id, settings.to_dict())
+
+    def dropped_description(self, dropped: int) -> str:
+        """Which earlier messages the model no longer sees, in words."""
+        if not dropped:
+            return ""
+        path = self.store.active_path(self.conversation_id, last=None) if self.conversation_id else []
+        first = path[0].content if path else ""
+        last = path[dropped - 1].content if len(path) >= dropped else ""
+        clip = lambda text: " ".join(text.split())[:30]  # noqa: E731
+        return (f"Left out, no longer fitting: the {dropped} oldest messages, from “{clip(first)}…” to "
+                f"“{clip(last)}…”")
+
+    def _load_settings(self) -> None:
+        if not self.conversation_id:
+            return
+        try:
+            stored = self.store.conversation(self.conversation_id).settings
+        except HistoryError:
+            return
+        if stored:
+            try:
+                self.sampling = SamplingSettings.from_dict(stored)
+            except Exception:  # noqa: BLE001 - an odd saved value keeps the current settings
+                pass
 
     def refresh(self) -> None:
         if self.conversation_id is None:

@@ -97,13 +97,22 @@ class MainWindow(QMainWindow):
         self.unload_button.setEnabled(False)
         self.system_button = QPushButton("System prompt…", clicked=self._edit_system_prompt)
         self.system_button.setAccessibleName("System prompt")
+        self.sampling_button = QPushButton("Sampling…", clicked=self._edit_sampling)
+        self.sampling_button.setAccessibleName("Sampling settings for this chat")
+        self.loading_bar = QProgressBar()
+        self.loading_bar.setAccessibleName("Model loading")
+        self.loading_bar.setRange(0, 0)  # busy: loading reports no steps
+        self.loading_bar.setMaximumWidth(80)
+        self.loading_bar.hide()
         self.settings_button = QPushButton("Settings", clicked=self.open_settings)
         self.settings_button.setAccessibleName("Settings")
         row.addWidget(QLabel("Model:"))
         row.addWidget(self.model_picker)
         row.addWidget(self.model_state, 1)
+        row.addWidget(self.loading_bar)
         row.addWidget(self.unload_button)
         row.addWidget(self.system_button)
+        row.addWidget(self.sampling_button)
         row.addWidget(self.settings_button)
         return bar
 
@@ -197,7 +206,7 @@ class MainWindow(QMainWindow):
         self.chat.contextChanged.connect(self._on_context)
         self.chat.promptProgress.connect(self._on_prompt_progress)
         self.model_picker.activated.connect(self._on_model_picked)
-        self.bridge.modelLoading.connect(lambda name: self.model_state.setText(f"Loading {name}…"))
+        self.bridge.modelLoading.connect(self._on_model_loading)
         self.bridge.modelLoaded.connect(self._on_model_loaded)
         self.bridge.modelUnloaded.connect(lambda _d: self._set_model_state("No model loaded", loaded=False))
         self.bridge.finished.connect(self._on_request_finished)
@@ -272,11 +281,25 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         library.mark_used(loaded["ref"])
 
+    def _on_model_loading(self, name: str) -> None:
+        self.model_state.setText(f"Loading {name}…")
+        self.loading_bar.show()
+
     def _set_model_state(self, text: str, loaded: bool) -> None:
         self.model_state.setText(text)
+        self.model_state.setToolTip(text)
         self.unload_button.setEnabled(loaded)
+        self.loading_bar.hide()
+        self._model_text = text if loaded else ""
+
+    def _show_memory(self, peak_gb: float) -> None:
+        """After an answer: how much memory MLX used at its peak (weights, KV cache, work)."""
+        if getattr(self, "_model_text", "") and peak_gb:
+            self.model_state.setText(f"{self._model_text} · {peak_gb:.2f} GB in use at peak")
 
     def _on_request_finished(self, _request_id: int, data: dict) -> None:
+        if data.get("peak_memory_gb"):
+            self._show_memory(data["peak_memory_gb"])
         if data.get("finish_reason") == "error" and data.get("error_kind") not in (None, "PromptError", "ContextOverflow"):
             if not self.chat.busy and "load" not in (data.get("error") or "").lower():
                 self._set_model_state("No model loaded", loaded=False)
@@ -333,8 +356,7 @@ class MainWindow(QMainWindow):
     def _on_context(self, prompt_tokens: int, context_length: int, dropped: int) -> None:
         self.context_meter.setMaximum(context_length)
         self.context_meter.setValue(min(prompt_tokens, context_length))
-        self.context_note.setText(
-            f"{dropped} earlier message(s) no longer fit and were left out" if dropped else "")
+        self.context_note.setText(self.chat.dropped_description(dropped))
 
     def _on_prompt_progress(self, done: int, total: int) -> None:
         self.progress_note.setText(f"Reading the prompt… {100 * done // max(total, 1)}%" if done < total else "")
@@ -347,6 +369,13 @@ class MainWindow(QMainWindow):
             self.chat.system_prompt = dialog.text()
             if self.chat.conversation_id:
                 self.store.set_system_prompt(self.chat.conversation_id, dialog.text())
+
+    def _edit_sampling(self) -> None:
+        from .sampling_dialog import SamplingDialog
+
+        dialog = SamplingDialog(self.chat.sampling, self)
+        if dialog.exec():
+            self.chat.set_sampling(dialog.result_settings)
 
     def _current_system_prompt(self) -> str:
         if self.chat.conversation_id:
