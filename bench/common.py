@@ -180,5 +180,7 @@ def row(label: str, value: str) -> None:
     print(f"   {label:<46} {value}")
 
 
-def verdict(met: bool) -> str:
+def verdict(met: bool | None) -> str:
+    if met is None:
+        return "recorded"
     return "met" if met else "NOT met"
