@@ -298,3 +298,38 @@ def test_the_context_note_says_which_messages_no_longer_fit(qtbot, window):
     note = window.context_note.text()
     assert note.startswith("Left out, no longer fitting: the ") and "“question 0:" in note
     assert window.context_meter.value() <= window.context_meter.maximum() == 4096
+
+
+def test_window_size_splitter_and_last_conversation_are_restored(qtbot, window):
+    from app.gui.app import build_window
+    from PySide6.QtWidgets import QApplication
+
+    _send(qtbot, window, "remember me")
+    _wait_idle(qtbot, window)
+    conv = window.chat.conversation_id
+    window.resize(1200, 650)
+    window.splitter.setSizes([320, 880])
+    size, splitter_state = (window.width(), window.height()), window.splitter.saveState()
+    window.close()
+    assert window.prefs.raw().value("window/splitter") == splitter_state
+    again = build_window(QApplication.instance())
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.chat.conversation_id == conv, timeout=WAIT_MS)
+    # The offscreen screen is 800 pixels wide, so Qt clamps a restored width (and with it the
+    # splitter) to fit; the height comes back exactly.
+    assert again.height() == size[1] == 650
+    assert "remember me" in again.transcript.toPlainText()
+    again.close()
+
+
+def test_menus_follow_the_platform_shortcuts(window):
+    from PySide6.QtGui import QKeySequence
+
+    actions = {a.text(): a for menu in window.menuBar().findChildren(type(window.menuBar().actions()[0].menu()))
+               for a in menu.actions()}
+    assert actions["New Chat"].shortcut() == QKeySequence(QKeySequence.StandardKey.New)
+    assert actions["Settings…"].shortcut() == QKeySequence(QKeySequence.StandardKey.Preferences)
+    assert actions["Find in Conversations"].shortcut() == QKeySequence(QKeySequence.StandardKey.Find)
+    assert actions["Quit Hearth"].menuRole() == actions["Quit Hearth"].MenuRole.QuitRole
+    assert {"Undo", "Redo", "Cut", "Copy", "Paste", "Select All"} <= set(actions)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -88,10 +89,14 @@ class MainWindow(QMainWindow):
         row.setContentsMargins(6, 6, 6, 0)
         self.model_picker = QComboBox()
         self.model_picker.setAccessibleName("Model")
-        self.model_picker.setMinimumWidth(260)
+        self.model_picker.setMinimumWidth(200)
+        self.model_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_picker.setMinimumContentsLength(24)
         self.model_picker.view().setAccessibleName("Installed models")
         self.model_state = QLabel("No model loaded")
         self.model_state.setAccessibleName("Model state")
+        # Long states (name, size, memory) must not widen the window: they are cut, with a tooltip.
+        self.model_state.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.unload_button = QPushButton("Unload", clicked=self._unload)
         self.unload_button.setAccessibleName("Unload model")
         self.unload_button.setEnabled(False)
@@ -144,10 +149,11 @@ class MainWindow(QMainWindow):
         self.context_meter.setMaximumHeight(18)
         self.context_note = QLabel()
         self.context_note.setAccessibleName("Context note")
+        self.context_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress_note = QLabel()
         self.progress_note.setAccessibleName("Prompt progress")
         row.addWidget(self.context_meter, 1)
-        row.addWidget(self.context_note)
+        row.addWidget(self.context_note, 2)
         row.addWidget(self.progress_note)
         return row_widget
 
@@ -356,7 +362,9 @@ class MainWindow(QMainWindow):
     def _on_context(self, prompt_tokens: int, context_length: int, dropped: int) -> None:
         self.context_meter.setMaximum(context_length)
         self.context_meter.setValue(min(prompt_tokens, context_length))
-        self.context_note.setText(self.chat.dropped_description(dropped))
+        note = self.chat.dropped_description(dropped)
+        self.context_note.setText(note)
+        self.context_note.setToolTip(note)
 
     def _on_prompt_progress(self, done: int, total: int) -> None:
         self.progress_note.setText(f"Reading the prompt… {100 * done // max(total, 1)}%" if done < total else "")
