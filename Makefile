@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+PKG_STAMP := $(VENV)/.package-stamp
 
-.PHONY: run test lint bench screenshots clean
+.PHONY: run test lint bench screenshots package clean
 
 # Re-install only when the project's metadata changes; otherwise this is a no-op.
 $(STAMP): pyproject.toml
@@ -21,7 +22,15 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app engine tests bench
+	$(BIN)/ruff check app engine tests bench packaging
+
+$(PKG_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,package]'
+	@touch $@
+
+# A frozen build (Hearth.app on a Mac, dist/hearth on Linux), then its smoke test (packaging/README.md).
+package: $(PKG_STAMP)
+	PYTHON=$(BIN)/python bash packaging/build.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
@@ -31,4 +40,4 @@ screenshots: $(STAMP)
 	xvfb-run -a -s "-screen 0 1280x800x24" $(BIN)/python docs/make_screenshots.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -43,7 +43,7 @@ def check_mlx() -> str | None:
             if not mx.metal.is_available():
                 return _message("MLX reports that Metal is not available, so it could only run on the "
                                 "CPU, far too slowly to chat")
-            if mx.default_device() != mx.gpu:
+            if mx.default_device().type != mx.gpu:
                 return _message(f"MLX chose {mx.default_device()} instead of the GPU")
         device = mx.default_device()
         step = f"running one small operation on {device}"

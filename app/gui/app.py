@@ -46,10 +46,22 @@ def _download_manager(app):
     return DownloadManager(app)
 
 
+def set_window_icon(app: QApplication) -> None:
+    from pathlib import Path
+
+    from PySide6.QtGui import QIcon
+
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))  # the bundle when frozen
+    icon = base / "resources" / "icon.png"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+
+
 def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("Hearth")
     app.setOrganizationName("Hearth")
+    set_window_icon(app)
     window = build_window(app)
     window.show()
     return app.exec()
