@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+
+# No screen here or in CI: Qt draws offscreen unless a test run says otherwise (make screenshots).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import tiny_models

@@ -301,8 +301,9 @@ def test_the_context_note_says_which_messages_no_longer_fit(qtbot, window):
 
 
 def test_window_size_splitter_and_last_conversation_are_restored(qtbot, window):
-    from app.gui.app import build_window
     from PySide6.QtWidgets import QApplication
+
+    from app.gui.app import build_window
 
     _send(qtbot, window, "remember me")
     _wait_idle(qtbot, window)
