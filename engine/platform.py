@@ -38,3 +38,14 @@ def default_prefill_step() -> int:
     fast; the CPU backend materialises the full attention scores (heads x step x context floats) and
     gains nothing from bigger steps, so it uses small ones, which also make a cancel quicker."""
     return 2048 if on_metal() else 128
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

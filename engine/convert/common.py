@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import HearthError
+from ..platform import process_alive
 
 STAGING_PREFIX = ".staging-"
 NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -63,15 +64,7 @@ def clean_stale_staging() -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or process_alive(pid)
 
 
 @contextlib.contextmanager
@@ -151,3 +144,13 @@ def llama_tokenizer_config(chat_template: str | None, *, legacy: bool = True) ->
     if chat_template:
         config["chat_template"] = chat_template
     return config
+
+
+def check_result(stage: Path, what: str) -> None:
+    """The staged folder must pass the same validation as any model before it is renamed into place."""
+    from ..model_folder import validate_folder
+
+    try:
+        validate_folder(stage)
+    except HearthError as exc:
+        raise ConversionError(f"The {what} model did not pass Hearth's checks: {exc}") from exc

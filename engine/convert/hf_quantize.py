@@ -30,6 +30,7 @@ from .common import (
     check_cancel,
     check_free_disk,
     check_free_memory,
+    check_result,
     llama_tokenizer_config,
     models_dir,
     safe_name,
@@ -229,10 +230,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _check_result(stage: Path) -> None:
-    try:
-        validate_folder(stage)
-    except HearthError as exc:
-        raise ConversionError(f"The quantized model did not pass Hearth's checks: {exc}") from exc
+    check_result(stage, "quantized")
 
 
 def _report(

@@ -31,8 +31,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import HearthError
-from ..model_folder import validate_folder
 from .common import (
     LLAMA2_CHAT_TEMPLATE,
     ConversionError,
@@ -40,6 +38,7 @@ from .common import (
     ProgressCallback,
     check_cancel,
     check_free_disk,
+    check_result,
     llama_tokenizer_config,
     models_dir,
     safe_name,
@@ -508,10 +507,7 @@ def _hf_config(p: _Params, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_result(stage: Path) -> None:
-    try:
-        validate_folder(stage)
-    except HearthError as exc:
-        raise ConversionError(f"The converted model did not pass Hearth's checks: {exc}") from exc
+    check_result(stage, "converted")
 
 
 def _report(

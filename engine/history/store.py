@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .. import paths
+from ..platform import process_alive
 from .db import HistoryError, open_database
 from .search import to_fts_query
 
@@ -518,17 +519,8 @@ def _one(tx: sqlite3.Connection, sql: str, key: str) -> sqlite3.Row:
 
 
 def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return False  # this process is opening the store: it is not streaming that answer yet
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # This process is opening the store: it is not streaming that answer yet.
+    return bool(pid) and pid != os.getpid() and process_alive(pid)
 
 
 def _answer_values(answer: dict[str, Any]) -> dict[str, Any]:
