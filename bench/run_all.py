@@ -15,7 +15,7 @@ import traceback
 
 from bench import common
 
-BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory", "history", "downloads", "gui")
+BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory", "history", "downloads", "gui", "imports")
 
 
 def _summary_rows(result: dict) -> list[tuple[str, str, str, str]]:
