@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging()
+    if args.self_test:
+        from .gui.selftest import run as self_test
+
+        return self_test(args.model)
     if not getattr(args, "handler", None):
         if _has_screen():
             return _app(args)
@@ -76,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hearth", description="Chat privately with local Llama models.")
     parser.add_argument("--version", action="version", version=f"hearth {_version()}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="start the app headless, answer one message, print a JSON report")
+    parser.add_argument("--model", help="with --self-test: the model to use (default: the default model)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     app = commands.add_parser("app", help="open the desktop app (what `hearth` alone does on a Mac)")

@@ -152,6 +152,20 @@ def check_generate(r: Runner, model: Path) -> str:
             f"prompt {result.get('prompt_tokens')} tokens, text {result['text']!r} ({done.seconds:.1f} s)")
 
 
+def check_self_test(r: Runner, model: Path) -> str:
+    """`hearth --self-test`: the app headless answers one message; its JSON report, not the exit
+    code alone, must say so."""
+    done = r.run("--self-test", "--model", str(model), timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    _expect(len(lines) == 1, "--self-test printed no single JSON line", done)
+    report = json.loads(lines[0])
+    _expect(done.returncode == 0 and report.get("ok") is True, f"--self-test reported {report}", done)
+    _expect(report.get("saved_in_history") is True and report.get("generation_tokens", 0) > 0,
+            f"--self-test answer not complete: {report}", done)
+    return (f"self-test: window {report['shown_s']} s, load {report['load_s']} s, "
+            f"{report['generation_tokens']} tokens, {report['finish_reason']} ({done.seconds:.1f} s)")
+
+
 def check_library(r: Runner, model: Path) -> str:
     done = r.run("import", str(model))
     _expect(done.returncode == 0, "hearth import failed", done)
@@ -226,7 +240,7 @@ def check_broken(r: Runner, exe: Path, scratch: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dist", type=Path)
+    parser.add_argument("dist", type=lambda text: Path(text).resolve())  # the checks run elsewhere
     parser.add_argument("--skip-gui", action="store_true", help="skip the window check")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
@@ -270,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         step(f"generate {model.name}", check_generate, r, model)
     step("gguf", check_gguf, r, gguf_file)
     step("library", check_library, r, models["spm_legacy"])
+    step("self-test", check_self_test, r, models["spm_legacy"])
     if not args.skip_gui:
         step("gui", check_gui, r)
     step("broken", check_broken, r, exe, scratch)
