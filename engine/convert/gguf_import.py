@@ -45,7 +45,8 @@ from .common import ConversionError, ConversionProgress, ProgressCallback
 log = logging.getLogger(__name__)
 
 GROUP_SIZE = 32
-SHARD_BYTES = 2 * 2**30
+# Converted arrays wait in memory until their shard is written: smaller shards, less memory.
+SHARD_BYTES = 512 * 2**20
 ROW_CHUNK = 4096  # rows dequantized at a time, so a large tensor never sits whole in float32
 NOTE_FILE = "hearth-import.json"
 
@@ -538,7 +539,7 @@ def repack_native(blocks: np.ndarray, ggml_type: str) -> tuple[np.ndarray, np.nd
     if ggml_type == "Q8_0":
         b = blocks.reshape(rows, -1, 34)
         d = b[..., :2].copy().view(np.float16)[..., 0]
-        values = (b[..., 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+        values = b[..., 2:] ^ np.uint8(0x80)  # int8 q + 128 as uint8, without a wider temporary
         packed = values.reshape(rows, -1).view(np.uint32)
         return packed, d, (d.astype(np.float32) * -128).astype(np.float16)
     size = 18 if ggml_type == "Q4_0" else 20
