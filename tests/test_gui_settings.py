@@ -257,7 +257,7 @@ def test_importing_a_bad_folder_shows_the_engines_error_inline(qtbot, model_copy
 def test_reveal_runs_the_libraries_command(qtbot, tiny, open_dialog, monkeypatch):
     library.import_folder(tiny["spm_legacy"])
     started = []
-    monkeypatch.setattr(settings, "open_externally", lambda command: started.append(command) or True)
+    monkeypatch.setattr(settings.models_page, "open_externally", lambda command: started.append(command) or True)
     dialog = open_dialog()
     installed = dialog.models_page.installed
     assert installed.select("spm_legacy")
@@ -419,7 +419,7 @@ def test_theme_change_is_applied_announced_and_saved(qtbot, qapp, open_dialog, m
     requested = []
     real_request = settings.request_color_scheme
     # The offscreen platform ignores colour scheme requests: record them, and still make the call.
-    monkeypatch.setattr(settings, "request_color_scheme", lambda s: requested.append(s) or real_request(s))
+    monkeypatch.setattr(settings.appearance_page, "request_color_scheme", lambda s: requested.append(s) or real_request(s))
     dialog = open_dialog()
     page = dialog.appearance_page
     with qtbot.waitSignal(dialog.appearanceChanged):
