@@ -272,13 +272,16 @@ def test_sampling_is_per_chat_and_saved_with_it(qtbot, window):
     dialog.temperature.setValue(0.3)
     dialog.use_seed.setChecked(True)
     dialog.seed.setValue(42)
+    dialog.stop.setPlainText("END\n\n### User")
     dialog._accept()
+    assert dialog.result_settings.stop == ("END", "### User")
     window.chat.set_sampling(dialog.result_settings)
     assert window.store.conversation(conv).settings["temperature"] == 0.3
     window.chat.new_chat()
     window.chat.sampling = SamplingSettings()
     window.chat.open(conv)
     assert window.chat.sampling.temperature == 0.3 and window.chat.sampling.seed == 42
+    assert window.chat.sampling.stop == ("END", "### User")
     dialog.top_p.setValue(0.0)
     dialog.temperature.setValue(0.0)
     dialog._accept()

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QPlainTextEdit,
     QSpinBox,
 )
 
@@ -38,6 +39,9 @@ class SamplingDialog(QDialog):
         self.use_seed.setAccessibleName("Use a fixed seed")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         self.seed.setAccessibleName("Seed")
+        self.stop = QPlainTextEdit()
+        self.stop.setAccessibleName("Stop strings, one per line")
+        self.stop.setMaximumHeight(70)
         self.error = QLabel()
         self.error.setAccessibleName("Sampling error")
         self._fill(settings)
@@ -48,7 +52,7 @@ class SamplingDialog(QDialog):
         for label, widget in (("Temperature (0 = greedy)", self.temperature), ("Top-p", self.top_p),
                               ("Top-k (0 = off)", self.top_k), ("Min-p", self.min_p),
                               ("Repetition penalty (1 = off)", self.repetition), ("Max tokens", self.max_tokens),
-                              (self.use_seed, self.seed)):
+                              (self.use_seed, self.seed), ("Stop strings (one per line)", self.stop)):
             form.addRow(label, widget)
         form.addRow(self.error)
         form.addRow(buttons)
@@ -63,13 +67,14 @@ class SamplingDialog(QDialog):
         self.max_tokens.setValue(s.max_tokens)
         self.use_seed.setChecked(s.seed is not None)
         self.seed.setValue(s.seed or 0)
-        self._stop = s.stop
+        self.stop.setPlainText("\n".join(s.stop))
 
     def settings(self) -> SamplingSettings:
         return SamplingSettings(
             temperature=self.temperature.value(), top_p=self.top_p.value(), top_k=self.top_k.value(),
             min_p=self.min_p.value(), repetition_penalty=self.repetition.value(),
-            max_tokens=self.max_tokens.value(), stop=self._stop,
+            max_tokens=self.max_tokens.value(),
+            stop=tuple(line for line in self.stop.toPlainText().split("\n") if line),
             seed=self.seed.value() if self.use_seed.isChecked() else None)
 
     def _accept(self) -> None:
