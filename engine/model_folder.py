@@ -168,15 +168,15 @@ def _read_ref(path: Path) -> str | None:
 def hub_cache_dir() -> Path:
     """The Hugging Face hub cache, read from the environment now rather than when huggingface_hub
     was imported (same precedence: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG)."""
-    env = os.environ
-    hub = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    if not hub:
-        home = env.get("HF_HOME") or os.path.join(
-            env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-            "huggingface",
-        )
-        hub = os.path.join(home, "hub")
-    return Path(os.path.expandvars(os.path.expanduser(hub)))
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    return Path(os.path.expandvars(os.path.expanduser(hub))) if hub else hf_home() / "hub"
+
+
+def hf_home() -> Path:
+    """The Hugging Face home (token, caches), read from the environment at call time."""
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return Path(os.path.expandvars(os.path.expanduser(home)))
 
 
 def _label(path: Path) -> str:

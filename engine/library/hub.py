@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HearthError
+from ..model_folder import hf_home
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -39,12 +40,6 @@ class ChecksumMismatch(HubError):
 
 def endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def hf_home() -> Path:
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
-    return Path(os.path.expanduser(home))
 
 
 def token_path() -> Path:
