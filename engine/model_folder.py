@@ -208,6 +208,7 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
             f"{_label(path)} has no tokenizer: neither tokenizer.json nor tokenizer.model is there."
         )
     shape = _architecture(path, config)
+    _check_quantization(path, config)
     _check_weights_match(path, config, tensors, shape)
     return ModelInfo(
         path=path,
@@ -227,22 +228,25 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
         has_tokenizer_json=has_json,
         repo_id=repo_id,
         revision=revision,
-        parameters=_parameter_count(tensors, config),
+        parameters=_parameter_count(tensors, config, shape),
     )
 
 
-def _parameter_count(tensors: dict[str, safetensors_header.TensorInfo], config: dict[str, Any]) -> int:
-    """Weights as the model was trained: a packed 4-bit matrix counts its unpacked elements."""
-    bits = (_quantization(config) or {}).get("bits")
+def _parameter_count(
+    tensors: dict[str, safetensors_header.TensorInfo], config: dict[str, Any], shape: dict[str, int]
+) -> int:
+    """Weights as the model was trained: a packed quantized matrix counts its unpacked elements,
+    at the bits of its own module (mixed recipes and undeclared 8-bit embeddings included)."""
     total = 0
     for name, info in tensors.items():
-        if name.endswith((".scales", ".biases")) and name.rsplit(".", 1)[0] + ".weight" in tensors:
+        module = name.rsplit(".", 1)[0]
+        if name.endswith((".scales", ".biases")) and module + ".weight" in tensors:
             continue
         elements = 1
         for dim in info.shape:
             elements *= dim
-        packed = info.dtype == "U32" and bits and name.rsplit(".", 1)[0] + ".scales" in tensors
-        total += elements * 32 // bits if packed else elements
+        quant = module_quantization(module, tensors, config, shape) if name.endswith(".weight") else None
+        total += elements * 32 // quant["bits"] if quant and info.dtype == "U32" else elements
     return total
 
 
@@ -394,6 +398,8 @@ def _architecture(path: Path, config: dict[str, Any]) -> dict[str, int]:
         "num_kv_heads": kv_heads,
         "head_dim": head_dim,
         "vocab_size": _config_int(path, config, "vocab_size"),
+        "attention_width": heads * head_dim,
+        "intermediate_size": _optional_config_int(path, config, "intermediate_size") or 0,
     }
 
 
@@ -409,17 +415,12 @@ def _check_weights_match(
             f"The weights in {_label(path)} have {max(layer_ids) + 1} layers but config.json says "
             f"{shape['num_layers']}."
         )
-    embed = next((t for n, t in tensors.items() if n.endswith("embed_tokens.weight")), None)
-    if embed is None or len(embed.shape) != 2:
-        return
-    rows, cols = embed.shape
-    bits = _module_bits(config, "model.embed_tokens")
-    expected_cols = shape["hidden_size"] * bits // 32 if embed.dtype == "U32" and bits else shape["hidden_size"]
-    if rows != shape["vocab_size"] or cols != expected_cols:
+    _check_embedding(path, config, tensors, shape)
+    norm = tensors.get("model.norm.weight")
+    if norm is not None and norm.shape and norm.shape[0] != shape["hidden_size"]:
         raise WeightsMismatch(
-            f"The weights in {_label(path)} do not match config.json: the embedding is {rows} x {cols}, "
-            f"but vocab_size {shape['vocab_size']} and hidden_size {shape['hidden_size']} "
-            f"call for {shape['vocab_size']} x {expected_cols}."
+            f"The weights in {_label(path)} do not match config.json: the final norm has "
+            f"{norm.shape[0]} values, but hidden_size {shape['hidden_size']} calls for {shape['hidden_size']}."
         )
     kv_rows = shape["num_kv_heads"] * shape["head_dim"]
     for name, info in tensors.items():
@@ -432,15 +433,57 @@ def _check_weights_match(
                 )
 
 
-def _module_bits(config: dict[str, Any], module: str) -> int | None:
-    """Quantization bits of one module: mlx-lm's mixed recipes override some modules."""
+def _check_embedding(path: Path, config: dict[str, Any],
+                     tensors: dict[str, safetensors_header.TensorInfo], shape: dict[str, int]) -> None:
+    embed_name = next((n for n in tensors if n.endswith("embed_tokens.weight")), None)
+    embed = tensors.get(embed_name) if embed_name else None
+    if embed is None or len(embed.shape) != 2:
+        return
+    rows, cols = embed.shape
+    hidden = shape["hidden_size"]
+    quant = module_quantization(embed_name.rsplit(".", 1)[0], tensors, config, shape)
+    expected_cols = hidden * quant["bits"] // 32 if quant and embed.dtype == "U32" else hidden
+    if rows != shape["vocab_size"] or cols != expected_cols:
+        raise WeightsMismatch(
+            f"The weights in {_label(path)} do not match config.json: the embedding is {rows} x {cols}, "
+            f"but vocab_size {shape['vocab_size']} and hidden_size {hidden} "
+            f"call for {shape['vocab_size']} x {expected_cols}."
+        )
+
+
+# The input width of each Llama-family linear module, by the last part of its path. mlx-lm reads it
+# off the unquantized module (infer_quant_config); these are the same numbers, from config.json.
+_INPUT_WIDTH = {
+    "embed_tokens": "hidden_size", "lm_head": "hidden_size",
+    "q_proj": "hidden_size", "k_proj": "hidden_size", "v_proj": "hidden_size",
+    "qkv_proj": "hidden_size", "o_proj": "attention_width",
+    "gate_proj": "hidden_size", "up_proj": "hidden_size", "gate_up_proj": "hidden_size",
+    "down_proj": "intermediate_size",
+}
+
+
+def module_quantization(
+    module: str,
+    tensors: dict[str, safetensors_header.TensorInfo],
+    config: dict[str, Any],
+    shape: dict[str, int],
+) -> dict[str, int] | None:
+    """Bits and group size of one module, found as mlx-lm's loader finds them: a per-module entry in
+    config.json's "quantization" first, then the shapes of the module's packed weight and scales.
+    None for a module that is not quantized."""
     quant = config.get("quantization")
-    if not isinstance(quant, dict):
+    override = quant.get(module) if isinstance(quant, dict) else None
+    if override is False:
         return None
-    override = quant.get(module)
-    if isinstance(override, dict) and "bits" in override:
-        return int(override["bits"])
-    return int(quant["bits"]) if "bits" in quant else None
+    if isinstance(override, dict) and isinstance(override.get("bits"), int):
+        return {"bits": override["bits"], "group_size": int(override.get("group_size") or 64)}
+    weight, scales = tensors.get(f"{module}.weight"), tensors.get(f"{module}.scales")
+    if weight is None or scales is None or not weight.shape or not scales.shape:
+        return None
+    width = shape.get(_INPUT_WIDTH.get(module.rsplit(".", 1)[-1], ""), 0)
+    if width <= 0 or weight.shape[-1] * 32 % width or width % scales.shape[-1]:
+        return _quantization(config)  # an unknown module: the folder's default, as mlx-lm starts with
+    return {"bits": weight.shape[-1] * 32 // width, "group_size": width // scales.shape[-1]}
 
 
 def _max_context(config: dict[str, Any]) -> int:
@@ -452,10 +495,31 @@ def _max_context(config: dict[str, Any]) -> int:
 
 
 def _quantization(config: dict[str, Any]) -> dict[str, int] | None:
+    """The folder's default quantization (checked by _check_quantization)."""
     quant = config.get("quantization")
     if isinstance(quant, dict) and "bits" in quant:
-        return {"bits": int(quant["bits"]), "group_size": int(quant.get("group_size", 64))}
+        return {"bits": quant["bits"], "group_size": quant.get("group_size", 64)}
     return None
+
+
+def _check_quantization(path: Path, config: dict[str, Any]) -> None:
+    """Bits and group sizes must be whole numbers, at the top level and in per-module entries."""
+    quant = config.get("quantization")
+    if quant is None:
+        return
+    if not isinstance(quant, dict):
+        raise ConfigError(f"config.json in {_label(path)} has an invalid quantization: {quant!r}.")
+    entries = [("quantization", quant)] + [
+        (f"quantization.{k}", v) for k, v in quant.items() if isinstance(v, dict)
+    ]
+    for where, entry in entries:
+        for key in ("bits", "group_size"):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ConfigError(
+                    f"config.json in {_label(path)} has an invalid {where}.{key}: {value!r} "
+                    f"(a positive whole number is needed)."
+                )
 
 
 def _activation_bytes(config: dict[str, Any], tensors: dict[str, safetensors_header.TensorInfo]) -> int:
