@@ -192,19 +192,69 @@ class _Llama2Builder(_Builder):
 
 
 class _TemplateBuilder(_Builder):
+    """The model's chat template, with each message's text kept apart from the template's own text.
+
+    The template is rendered with every message's content between two markers; the rendered text
+    is split at them, and only the template's pieces may hold special tokens. So a `<|im_end|>` or
+    `</s>` typed in a message stays text, while benign messages get exactly the ids of the
+    template's normal rendering."""
+
     def ids(self, dropped: int) -> list[int]:
         kept = self.turns[2 * dropped :]
         messages = ([{"role": "system", "content": self.system}] if self.system is not None else []) + kept
+        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        open_mark, close_mark = _content_marks(messages)
+        shown = self._shown_texts(messages)
+        marked = self._render(
+            [{**m, "content": open_mark + text + close_mark} for m, text in zip(messages, shown, strict=True)]
+        )
+        return self.tokenizer.encode_template(_split_marked(marked, open_mark, close_mark))
+
+    def _shown_texts(self, messages: list[dict[str, str]]) -> list[str]:
+        """Each message's text as the template shows it: templates often trim some roles' texts,
+        and a trimmed text must be marked trimmed, or its spaces would move outside the marks."""
+        plain = self._render(messages)
+        shown = []
+        for i, message in enumerate(messages):
+            text = message["content"]
+            if text != text.strip():
+                stripped = messages[:i] + [{**message, "content": text.strip()}] + messages[i + 1 :]
+                text = text.strip() if self._render(stripped) == plain else text
+            shown.append(text)
+        return shown
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
         try:
-            out = self.tokenizer.hf.apply_chat_template(
-                [{"role": m["role"], "content": m["content"]} for m in messages],
+            return self.tokenizer.hf.apply_chat_template(
+                messages,
                 add_generation_prompt=not self.continuing,
                 continue_final_message=self.continuing,
                 tokenize=False,
             )
         except Exception as exc:  # jinja errors, template-raised exceptions
             raise PromptError(f"The model's chat template failed on these messages: {exc}") from exc
-        return list(self.tokenizer.hf.encode(out, add_special_tokens=False))
+
+
+def _content_marks(messages: list[dict[str, str]]) -> tuple[str, str]:
+    """Two marker strings (private-use characters) that no message contains."""
+    texts = "".join(m["content"] for m in messages)
+    n = 0
+    while f"\ue000{n}\ue001" in texts or f"\ue002{n}\ue003" in texts:
+        n += 1
+    return f"\ue000{n}\ue001", f"\ue002{n}\ue003"
+
+
+def _split_marked(text: str, open_mark: str, close_mark: str) -> list[tuple[str, bool]]:
+    """(piece, is_template_text) for a rendering whose message texts sit between the marks."""
+    pieces: list[tuple[str, bool]] = []
+    position = 0
+    while (start := text.find(open_mark, position)) >= 0:
+        end = text.find(close_mark, start)
+        end = len(text) if end < 0 else end
+        pieces += [(text[position:start], True), (text[start + len(open_mark) : end], False)]
+        position = end + len(close_mark)
+    pieces.append((text[position:], True))
+    return [(piece, template) for piece, template in pieces if piece]
 
 
 class _PlainBuilder(_Builder):

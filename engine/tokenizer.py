@@ -7,6 +7,8 @@ sentencepiece model itself: Meta's reference Llama 2 prompt is defined by senten
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,26 @@ class Tokenizer:
     token_bytes: list[bytes] = field(repr=False)
     strip_leading_space: bool
     special_names: dict[int, str] = field(default_factory=dict, repr=False)
+    _template_encoder: _TemplateEncoder | None = field(default=None, init=False, repr=False)
 
     def encode_plain(self, text: str) -> list[int]:
         """Text to ids with no special tokens added or recognised, as sentencepiece encodes."""
         if self.sp is not None:
             return list(self.sp.encode(text))
         return list(self.hf.encode(text, add_special_tokens=False, split_special_tokens=True))
+
+    def encode_template(self, pieces: list[tuple[str, bool]]) -> list[int]:
+        """Ids for a rendered chat template given as (piece, is_template_text): special tokens are
+        recognised in the template's pieces only, the others (message texts) are plain text."""
+        if getattr(self.hf, "backend_tokenizer", None) is None:
+            # A Python-only tokenizer: piece by piece, exact except perhaps at the seams.
+            return [
+                i for piece, template in pieces
+                for i in self.hf.encode(piece, add_special_tokens=False, split_special_tokens=not template)
+            ]
+        if self._template_encoder is None:
+            self._template_encoder = _TemplateEncoder(self.hf)
+        return self._template_encoder.encode(pieces)
 
     def decode(self, ids: list[int]) -> str:
         """The reference full decode, special tokens left out."""
@@ -48,6 +64,47 @@ class Tokenizer:
             data = self.token_bytes[token_id] if 0 <= token_id < len(self.token_bytes) else b""
             parts.append(data or self.special_names.get(token_id, "").encode("utf-8"))
         return b"".join(parts).decode("utf-8", "replace")
+
+
+class _TemplateEncoder:
+    """The model's own tokenizer, with each special token renamed to a secret private-use string.
+
+    Encoding the whole text in one call keeps the tokenizer's behaviour at the seams between
+    template and message (spaces, merges, sentencepiece's prefix) exactly as in a normal encode;
+    only the template's special tokens are spelled the secret way, so only they become special ids.
+    """
+
+    def __init__(self, hf: Any) -> None:
+        from tokenizers import Tokenizer as Backend
+
+        data = json.loads(hf.backend_tokenizer.to_str())
+        nonce = secrets.token_hex(8)
+        secret_ids: dict[str, int] = {}
+        self.secret_names: dict[str, str] = {}
+        for added in data.get("added_tokens") or []:
+            if added.get("special"):
+                secret = f"\ue000{nonce}.{added['id']}\ue001"
+                self.secret_names[added["content"]] = secret
+                secret_ids[secret] = added["id"]
+                added["content"] = secret
+        self.backend = Backend.from_str(json.dumps(data))
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self.backend.encode_special_tokens = False  # a flag that encodes share; it is saved, too
+        # A renamed token the model's vocabulary also holds under its real name gets a new id.
+        self.real_ids = {self.backend.token_to_id(s): i for s, i in secret_ids.items()}
+        longest_first = sorted(self.secret_names, key=len, reverse=True)
+        self.special = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+
+    def encode(self, pieces: list[tuple[str, bool]]) -> list[int]:
+        text = "".join(self._mark(piece) if template else piece for piece, template in pieces)
+        ids = self.backend.encode(text, add_special_tokens=False).ids
+        return [self.real_ids.get(i, i) for i in ids]
+
+    def _mark(self, piece: str) -> str:
+        if self.special is None:
+            return piece
+        return self.special.sub(lambda match: self.secret_names[match.group(0)], piece)
 
 
 def load_tokenizer(info: ModelInfo) -> Tokenizer:
