@@ -217,9 +217,12 @@ class _TemplateBuilder(_Builder):
         shown = []
         for i, message in enumerate(messages):
             text = message["content"]
-            if text != text.strip():
-                stripped = messages[:i] + [{**message, "content": text.strip()}] + messages[i + 1 :]
-                text = text.strip() if self._render(stripped) == plain else text
+            # Most trimmed first: a template that strips also renders a half-trimmed text the same.
+            for trimmed in dict.fromkeys((text.strip(), text.rstrip(), text.lstrip())):
+                changed = [*messages[:i], {**message, "content": trimmed}, *messages[i + 1 :]]
+                if trimmed != text and self._render(changed) == plain:
+                    text = trimmed
+                    break
             shown.append(text)
         return shown
 
