@@ -3,8 +3,8 @@ into the standard Hugging Face cache, with one clear message per kind of failure
 
 Every test gets a fresh server and a fresh cache; the weights are a tiny model's (~110 KB), so a
 throttled server (bytes per second) makes progress, pause, stall and kill timing testable in a
-second or two. huggingface_hub hands data over in DOWNLOAD_CHUNK_SIZE pieces; the client here uses
-8 KiB pieces (configure_hf_client(download_chunk_size=...)), so partial files grow in 8 KiB steps.
+second or two. Hearth reads the connection in TRANSFER_CHUNK_BYTES pieces; tests use 8 KiB pieces, so
+partial files grow in 8 KiB steps.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from hub_server import configure_hf_client, running_hub
 
-from engine.library import catalog, hub, library
+from engine.library import catalog, downloads, hub, library
 from engine.library.downloads import (
     DISK_MARGIN_BYTES,
     PROGRESS_INTERVAL_S,
@@ -74,7 +74,8 @@ def server(repo_files):
 def hf_home(server, tmp_path, monkeypatch) -> Path:
     """The real huggingface_hub pointed at the server; the HF cache is <hf_home>/hub."""
     home = tmp_path / "hf-home"
-    configure_hf_client(monkeypatch, server.endpoint, home, download_chunk_size=CHUNK)
+    configure_hf_client(monkeypatch, server.endpoint, home)
+    monkeypatch.setattr(downloads, "TRANSFER_CHUNK_BYTES", CHUNK)
     yield home
     import huggingface_hub
 
@@ -183,8 +184,8 @@ def child_env(server, home: Path, hearth_home: Path) -> dict[str, str]:
 # A child process downloading with 8 KiB pieces (as configured in-process above).
 CHILD_DOWNLOAD = """
 import dataclasses, json, sys
-import huggingface_hub.constants as constants
-constants.DOWNLOAD_CHUNK_SIZE = {chunk}
+from engine.library import downloads
+downloads.TRANSFER_CHUNK_BYTES = {chunk}
 from engine.library.downloads import DownloadJob
 {before}
 done = DownloadJob(sys.argv[1], backoff_s=0.05, max_attempts=2).run()
@@ -326,16 +327,14 @@ def test_a_stray_weights_file_the_index_does_not_list_is_not_fetched(server, hf_
     assert gets(server, "model-7b.safetensors") == []
 
 
-def test_transfers_hand_data_over_in_small_pieces(server, tmp_path, monkeypatch, repo_files):
-    """huggingface_hub's 10 MiB pieces would leave progress, pauses and the stall detector blind for
-    10 s at 1 MB/s: Hearth's transfers use TRANSFER_CHUNK_BYTES, and leave the setting as it was."""
+def test_transfers_hand_data_over_in_small_pieces_without_touching_huggingface_hub(server, tmp_path,
+                                                                                 monkeypatch, repo_files):
+    """Pieces of TRANSFER_CHUNK_BYTES keep progress, pauses and the stall detector responsive;
+    huggingface_hub's own settings (its 10 MiB DOWNLOAD_CHUNK_SIZE) are neither used nor changed."""
     from huggingface_hub import constants
 
-    from engine.library import downloads
-
-    configure_hf_client(monkeypatch, server.endpoint, tmp_path / "hf-home")  # the default pieces
+    configure_hf_client(monkeypatch, server.endpoint, tmp_path / "hf-home")
     default = constants.DOWNLOAD_CHUNK_SIZE
-    assert default == 10 * 1024 * 1024
     monkeypatch.setattr(downloads, "TRANSFER_CHUNK_BYTES", 16 * 1024)  # the tiny weights: several pieces
     server.throttle(60_000)  # ~2 s: several progress events while the weights arrive
     sizes: set[int] = set()
@@ -350,8 +349,7 @@ def test_transfers_hand_data_over_in_small_pieces(server, tmp_path, monkeypatch,
     assert job(on_event=on_event).run().status == "complete"
     steps = sorted(s for s in sizes if 0 < s < len(repo_files[WEIGHTS]))
     assert len(steps) >= 2 and all(s % (16 * 1024) == 0 for s in steps)
-    assert set(seen_during) == {16 * 1024}
-    assert constants.DOWNLOAD_CHUNK_SIZE == default
+    assert set(seen_during) == {default}
 
 
 def test_large_files_are_hashed_beside_the_transfer(server, hf_home, repo_files, monkeypatch):
@@ -789,7 +787,7 @@ def hearth(server, hf_home: Path, *args: str, chunk: int | None = CHUNK, stdin: 
            **popen) -> subprocess.Popen:
     """`hearth ARGS` in a child process against the server (with small transfer pieces)."""
     script = ("import sys, runpy\n"
-              + (f"import huggingface_hub.constants as c; c.DOWNLOAD_CHUNK_SIZE = {chunk}\n" if chunk else "")
+              + (f"import engine.library.downloads as d; d.TRANSFER_CHUNK_BYTES = {chunk}\n" if chunk else "")
               + "sys.argv = ['hearth', *sys.argv[1:]]\n"
               + "runpy.run_module('app.cli', run_name='__main__', alter_sys=True)\n")
     return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, text=True,

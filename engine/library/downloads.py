@@ -1,55 +1,58 @@
-"""Verified, resumable downloads into the standard Hugging Face cache.
+"""Verified, resumable downloads into the standard Hugging Face cache, safe with other processes.
 
-For each file the Hub lists (with its size and, for LFS files, SHA-256), the bytes go through
-huggingface_hub's own HTTP download into `blobs/<etag>.incomplete`, hashed as they are written; only a
-file whose size and hash match is renamed into place and linked from `snapshots/<commit>/`. The
-branch ref is written last, so another tool never sees a half-downloaded snapshot as current, and
-Hearth's own record keeps a partial download from being listed as usable. Pausing (or a quit, or a
-kill) keeps the partial file, and the next run resumes it with an HTTP Range request. Dropped
-connections and 5xx answers are retried with exponential backoff; a silent connection is reported
-as stalled and then times out into a retry.
+For each file the Hub lists (with its size and SHA-256 or git blob id), the bytes come over plain
+HTTP through huggingface_hub's public session (`get_session`, `hf_hub_url`, `hf_raise_for_status`)
+into `blobs/<etag>.incomplete`, hashed as they are written; only a file whose size and hash match
+is renamed into place and linked from `snapshots/<commit>/`. The branch ref is written last, so
+another tool never sees a half-downloaded snapshot as current, and Hearth's own record keeps a
+partial download from being listed as usable.
+
+Each blob is written under the lock huggingface_hub itself takes for it
+(`<cache>/.locks/<repo>/<etag>.lock`), so two Hearth processes, or Hearth and another Hugging Face
+tool, never write one file at once: the second waits (reporting the first one's progress), then
+uses the verified file, or takes over the partial file if the first one stopped. A blob already
+in the cache is used only when its hash matches.
+
+Pausing (or a quit, or a kill) keeps the partial file, and the next run resumes it with an HTTP
+Range request. Dropped connections and 5xx answers are retried with exponential backoff; a silent
+connection is reported as stalled and then times out into a retry. run() always ends with one
+DownloadDone, whatever fails (the disk, Hearth's own record, a bug), so nobody waits forever.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import functools
-import hashlib
 import io
 import json
 import os
 import shutil
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import HearthError
 from ..model_folder import hub_cache_dir
-from . import hub, hub_cache, state
+from . import hub, hub_cache, state, verify
 from .hub import ChecksumMismatch, DiskFull, HubError
+from .verify import MODEL_FILES
 
-# What an mlx-lm model needs; never code, pickles or docs.
-MODEL_FILES = (
-    "config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-    "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "chat_template.jinja", "chat_template.json",
-)
 PROGRESS_INTERVAL_S = 0.25  # at most four progress events a second
 STALL_AFTER_S = 10.0
 SPEED_WINDOW_S = 3.0
 DISK_MARGIN_BYTES = 200 * 1024**2
 MAX_ATTEMPTS = 6
 INDEX_FILE = "model.safetensors.index.json"
-# huggingface_hub's http_get hands data over in DOWNLOAD_CHUNK_SIZE pieces (10 MiB): nothing is written,
-# counted or checked for a pause in between, so at 1 MB/s the stall detector would see 10 s of silence
-# and a pause would wait 10 s. Hearth's transfers use pieces of at most this size.
+# Pieces read from the connection: each is written, counted and checked for a pause, so at 1 MB/s
+# progress, pauses and the stall detector react within a quarter of a second.
 TRANSFER_CHUNK_BYTES = 256 * 1024
 BACKGROUND_HASH_BYTES = 16 * 1024 * 1024  # files this large are hashed beside the transfer
+LOCK_POLL_S = 0.25  # how often a download waiting for another one's file looks again
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,19 @@ class RemoteFile:
     def etag(self) -> str:
         return self.sha256 or self.blob_id or ""
 
+    @property
+    def expected(self) -> verify.Expected | None:
+        if self.sha256:
+            return verify.Expected(self.name, verify.SHA256, self.sha256, self.size)
+        if self.blob_id:
+            return verify.Expected(self.name, verify.GIT_SHA1, self.blob_id, self.size)
+        return None
+
 
 @dataclass(frozen=True)
 class DownloadProgress:
     repo_id: str
-    state: str  # checking, downloading, verifying, stalled, retrying
+    state: str  # checking, downloading, waiting (for another process), verifying, stalled, retrying
     done_bytes: int
     total_bytes: int
     speed_bps: float = 0.0
@@ -90,12 +101,13 @@ class DownloadDone:
 
 
 class _Stop(Exception):
-    """Raised from the byte callback to end a transfer at once (pause or cancel)."""
+    """Raised from the transfer loop to end a transfer at once (pause or cancel)."""
 
 
 class DownloadJob:
-    """One repo's download. run() blocks (call it on a worker thread); pause() and cancel() work
-    from any thread and take effect at the next chunk of data."""
+    """One repo's download. run() blocks (call it on a worker thread, e.g. with start_worker) and
+    never raises; pause() and cancel() work from any thread and take effect at the next piece of
+    data. on_event gets DownloadProgress events, then exactly one DownloadDone."""
 
     def __init__(self, repo_id: str, revision: str = "main", *, files: list[str] | None = None,
                  on_event: Callable[[Any], None] = lambda event: None, backoff_s: float = 1.0,
@@ -109,7 +121,8 @@ class DownloadJob:
         self._stop_kind = ""
         self._lock = threading.Lock()
         self._emit_lock = threading.RLock()  # the worker and the stall watchdog both emit
-        self.done_bytes = self.total_bytes = 0
+        self.total_bytes = 0
+        self._have: dict[str, int] = {}  # file name -> bytes of it on disk
         self.files: list[RemoteFile] = []
         self._current: str | None = None
         self._files_done = 0
@@ -117,6 +130,12 @@ class DownloadJob:
         self._last_bytes_at = time.monotonic()
         self._samples: deque[tuple[float, int]] = deque()
         self._state = "checking"
+        self._memo = verify.Memo({})
+        self._created: list[Path] = []  # blobs this job put in place (a cancel takes them back)
+
+    @property
+    def done_bytes(self) -> int:
+        return sum(self._have.values())
 
     # --- control (any thread) ---
 
@@ -135,10 +154,22 @@ class DownloadJob:
     # --- the download (worker thread) ---
 
     def run(self) -> DownloadDone:
+        try:
+            done = self._run()
+        except BaseException as exc:  # noqa: BLE001 - a bug or a fault nothing below caught
+            done = self._done("failed", error=f"The download of {self.repo_id} stopped unexpectedly: {exc}",
+                              error_kind=type(exc).__name__)
+        finally:
+            self._stop.set()  # also ends the watchdog
+        self.on_event(done)
+        return done
+
+    def _run(self) -> DownloadDone:
         _quiet_hf_logging()
         repo = hub_cache.repo_folder(self.repo_id)
         had_snapshot = (repo / "refs" / "main").exists()
-        watchdog = threading.Thread(target=self._watch_for_stalls, daemon=True)
+        watchdog = threading.Thread(target=self._watch_for_stalls, daemon=True, name="hearth-stall-watch")
+        self._memo = verify.Memo.load()
         try:
             self._emit_progress(force=True)
             commit = self._plan(repo)
@@ -146,33 +177,31 @@ class DownloadJob:
             self._check_disk(repo)
             self._record("downloading", commit)
             for remote in self.files:
-                self._fetch_with_retries(repo, commit, remote)
+                self._retrying(lambda remote=remote: self._fetch(repo, commit, remote))
                 self._files_done += 1
             self._finish(repo, commit)
-            done = self._done("complete", path=str(repo / "snapshots" / commit))
+            return self._done("complete", path=str(repo / "snapshots" / commit))
         except _Stop:
-            done = self._stopped(repo, had_snapshot)
+            return self._stopped(repo, had_snapshot)
         except HearthError as exc:
-            done = self._failed(exc)
+            return self._failed(exc)
         except Exception as exc:  # noqa: BLE001 - reported as a clear failure, not a crash
-            done = self._failed(hub.translate(exc, what=f"downloading {self.repo_id}", repo_id=self.repo_id))
+            return self._failed(hub.translate(exc, what=f"downloading {self.repo_id}", repo_id=self.repo_id))
         finally:
-            self._stop.set()  # also ends the watchdog
-        self.on_event(done)
-        return done
+            self._memo.save()
 
     def _plan(self, repo: Path) -> str:
         info = hub.call(lambda api: api.model_info(self.repo_id, revision=self.revision, files_metadata=True),
                         what=f"looking up {self.repo_id}", repo_id=self.repo_id)
         commit = str(info.sha)
-        siblings = [_remote(s) for s in (info.siblings or [])]
+        siblings = [remote_file(s) for s in (info.siblings or [])]
         self.files = choose_files(self.repo_id, siblings, self.wanted)
         index = next((f for f in self.files if f.name == INDEX_FILE), None)
         if index is not None and not self.wanted:
             # Read the index first and take only the shards it lists: some uploads hold stray files.
             # It is read into memory, so nothing is written before the free-disk check; the file
             # itself is fetched (and verified) with the others.
-            text = _read_blob(repo, index)
+            text = self._read_cached(repo, index)
             if text is None:
                 text = self._retrying(lambda: self._read_small(commit, index))
             self.files = _indexed_shards(self.files, text)
@@ -182,18 +211,14 @@ class DownloadJob:
 
     def _check_disk(self, repo: Path) -> None:
         blobs = repo / "blobs"
-        have = sum(_have_bytes(blobs, f) for f in self.files)
-        self.done_bytes = have
-        needed = self.total_bytes - have
+        self._have = {f.name: _have_bytes(blobs, f) for f in self.files}
+        needed = self.total_bytes - self.done_bytes
         existing = next(p for p in (blobs, repo, hub_cache_dir(), Path(hub_cache_dir()).anchor) if Path(p).exists())
         free = self._free_bytes(Path(existing))
         if needed + DISK_MARGIN_BYTES > free:
             raise DiskFull(
                 f"Not enough disk space for {self.repo_id}: it needs {_human(needed)} more (plus "
                 f"{_human(DISK_MARGIN_BYTES)} to spare) and {_human(free)} are free on {existing}.")
-
-    def _fetch_with_retries(self, repo: Path, commit: str, remote: RemoteFile) -> None:
-        self._retrying(lambda: self._fetch(repo, commit, remote))
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
         for attempt in range(1, self.max_attempts + 1):
@@ -213,16 +238,20 @@ class DownloadJob:
                     raise _Stop() from exc
         raise AssertionError("unreachable")
 
+    def _read_cached(self, repo: Path, remote: RemoteFile) -> str | None:
+        """A small file's text from a blob already in the cache that matches its hash, else None."""
+        blob = repo / "blobs" / remote.etag
+        try:
+            if self._blob_ok(blob, remote):
+                return blob.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pass
+        return None
+
     def _read_small(self, commit: str, remote: RemoteFile) -> str:
         """A small file's text, fetched into memory and verified (the shard index)."""
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.file_download import http_get
-        from huggingface_hub.utils import build_hf_headers
-
-        url = hf_hub_url(self.repo_id, remote.name, revision=commit, endpoint=hub.endpoint())
         sink = _HashingFile(io.BytesIO(), remote)
-        http_get(url, sink, headers=build_hf_headers(token=hub.get_token() or False),
-                 expected_size=remote.size, displayed_filename=remote.name, tqdm_class=_NoBar)
+        self._get(self._url(remote, commit), sink, count=False)
         data = sink.raw.getvalue()
         problem = _mismatch(len(data), sink.hexdigest(), remote)
         if problem:
@@ -231,34 +260,76 @@ class DownloadJob:
         return data.decode("utf-8", errors="replace")
 
     def _fetch(self, repo: Path, commit: str, remote: RemoteFile) -> None:
-        blob = repo / "blobs" / remote.etag
-        if blob.exists() and blob.stat().st_size != remote.size:
-            blob.unlink()  # not the file the Hub lists (a damaged copy): fetch it again
-        if not blob.exists():
-            self._transfer(repo, commit, remote, blob)
+        blobs = repo / "blobs"
+        blob = blobs / remote.etag
+        if not self._blob_ok(blob, remote):
+            with self._blob_lock(blobs, remote):
+                # Another process may have finished this file while this one waited.
+                if not self._blob_ok(blob, remote):
+                    self._transfer(commit, remote, blob)
+        self._have[remote.name] = remote.size
         _link(repo / "snapshots" / commit / remote.name, blob)
 
-    def _transfer(self, repo: Path, commit: str, remote: RemoteFile, blob: Path) -> None:
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.file_download import http_get
-        from huggingface_hub.utils import build_hf_headers
+    def _blob_ok(self, blob: Path, remote: RemoteFile) -> bool:
+        """Whether the blob is in the cache with the Hub's size and hash (hashed once, remembered)."""
+        try:
+            if blob.stat().st_size != remote.size:
+                return False
+            expected = remote.expected
+            if expected is None:
+                return True  # the Hub lists no hash: the size is all there is to compare
+            self._current, self._state = remote.name, "verifying"
+            return verify.mismatch(blob, expected, self._memo) is None
+        except OSError:
+            return False
 
+    @contextlib.contextmanager
+    def _blob_lock(self, blobs: Path, remote: RemoteFile) -> Iterator[None]:
+        import filelock
+
+        path = hub_cache.lock_path(self.repo_id, remote.etag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(path, mode=0o664)  # group-writable, as huggingface_hub makes it
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            self._wait_for(lock, blobs, remote)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _wait_for(self, lock: Any, blobs: Path, remote: RemoteFile) -> None:
+        """Another process holds this file's lock: report its progress until it lets go."""
+        import filelock
+
+        self._current, self._state = remote.name, "waiting"
+        message = f"another download is fetching {remote.name}; waiting for it"
+        self._emit_progress(force=True, message=message)
+        while True:
+            self._check_stop()
+            # Theirs, never less than shown before: the file may just have been renamed into place.
+            self._have[remote.name] = max(self._have.get(remote.name, 0), _partial_bytes(blobs, remote))
+            self._emit_progress(message=message)
+            try:
+                lock.acquire(timeout=LOCK_POLL_S)
+                return
+            except filelock.Timeout:
+                continue
+
+    def _transfer(self, commit: str, remote: RemoteFile, blob: Path) -> None:
         blob.parent.mkdir(parents=True, exist_ok=True)
         partial = blob.with_name(blob.name + ".incomplete")
         self._current, self._state = remote.name, "checking"
-        url = hf_hub_url(self.repo_id, remote.name, revision=commit, endpoint=hub.endpoint())
         with open(partial, "ab") as raw:
             sink = _HashingFile(raw, remote, background=remote.size >= BACKGROUND_HASH_BYTES)
             try:
-                resume = sink.resume_from_disk(partial)
+                self._have[remote.name] = sink.resume_from_disk(partial)
                 self._check_stop()
                 self._last_bytes_at = time.monotonic()  # re-hashing a partial file is not a stall
                 self._state = "downloading"
-                with _small_chunks():
-                    http_get(url, sink, resume_size=resume,
-                             headers=build_hf_headers(token=hub.get_token() or False),
-                             expected_size=remote.size, displayed_filename=remote.name,
-                             tqdm_class=functools.partial(_ByteCounter, self))
+                if sink.size < remote.size:
+                    self._get(self._url(remote, commit), sink)
                 raw.flush()
                 self._state = "verifying"
                 self._emit_progress(force=True)
@@ -267,26 +338,55 @@ class DownloadJob:
             finally:
                 sink.close()
         _verify(partial, digest, remote, self.repo_id)
-        os.replace(partial, blob)
+        os.replace(partial, blob)  # also over a damaged copy: readers see the old or the new file
+        self._created.append(blob)
+        if digest is not None and remote.expected is not None:
+            self._memo.remember(blob, remote.expected.kind, digest)
+
+    def _url(self, remote: RemoteFile, commit: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo_id, remote.name, revision=commit, endpoint=hub.endpoint())
+
+    def _get(self, url: str, sink: _HashingFile, count: bool = True) -> None:
+        """Stream url into sink from sink.size on (a Range request when resuming)."""
+        from huggingface_hub import constants, get_session, hf_raise_for_status
+        from huggingface_hub.utils import build_hf_headers
+
+        start = sink.size
+        headers = build_hf_headers(token=hub.get_token() or False)
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        with get_session().stream("GET", url, headers=headers,
+                                  timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+            hf_raise_for_status(response)
+            if start and response.status_code == 200:  # the Range was ignored: the whole file comes
+                sink.restart()
+                if count:
+                    self._have[sink.remote.name] = 0
+            for piece in response.iter_bytes(TRANSFER_CHUNK_BYTES):
+                self._check_stop()  # before writing: a piece that ends the transfer is never written
+                sink.write(piece)
+                if count:
+                    self.on_bytes(len(piece))
+        if sink.size < sink.remote.size:
+            raise OSError(f"Consistency check failed: {sink.remote.name} ended after {sink.size:,} of "
+                          f"{sink.remote.size:,} bytes")
 
     def _finish(self, repo: Path, commit: str) -> None:
         if self.revision != commit:
-            refs = repo / "refs" / self.revision
-            refs.parent.mkdir(parents=True, exist_ok=True)
-            refs.write_text(commit)
+            _write_atomically(repo / "refs" / self.revision, commit)
         self._record("complete", commit)
 
     # --- bookkeeping ---
 
     def on_bytes(self, n: int) -> None:
-        """Called by huggingface_hub's transfer loop for every chunk, just before it is written."""
-        if n > 0:
-            self._check_stop()  # before counting: a chunk that ends the transfer is never written
-        self.done_bytes += n
+        """Counts a piece of the current file just written."""
+        if self._current is not None:
+            self._have[self._current] = self._have.get(self._current, 0) + n
         self._last_bytes_at = time.monotonic()
         if self._state == "stalled":
             self._state = "downloading"
-        self._check_stop()
         self._emit_progress()
 
     def _check_stop(self) -> None:
@@ -306,19 +406,20 @@ class DownloadJob:
             if not force and now - self._last_emit < PROGRESS_INTERVAL_S:
                 return
             self._last_emit = now
-            speed = self._speed(now)
-            remaining = max(self.total_bytes - self.done_bytes, 0)
+            done = self.done_bytes
+            speed = self._speed(now, done)
+            remaining = max(self.total_bytes - done, 0)
             eta = remaining / speed if speed > 0 else None
-            self.on_event(DownloadProgress(self.repo_id, self._state, self.done_bytes, self.total_bytes,
+            self.on_event(DownloadProgress(self.repo_id, self._state, done, self.total_bytes,
                                            speed, eta, self._current, self._files_done, len(self.files),
                                            message))
 
-    def _speed(self, now: float) -> float:
-        self._samples.append((now, self.done_bytes))
+    def _speed(self, now: float, done: int) -> float:
+        self._samples.append((now, done))
         while len(self._samples) > 2 and now - self._samples[0][0] > SPEED_WINDOW_S:
             self._samples.popleft()
         (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        return max(b1 - b0, 0) / (t1 - t0) if t1 > t0 else 0.0
 
     def _record(self, status: str, commit: str | None = None, error: str | None = None) -> None:
         with state.editing() as data:
@@ -335,33 +436,126 @@ class DownloadJob:
 
     def _stopped(self, repo: Path, had_snapshot: bool) -> DownloadDone:
         if self._stop_kind == "cancelled":
-            _discard(repo, self.files, whole_repo=not had_snapshot)
-            with state.editing() as data:
-                data["downloads"].pop(self.repo_id, None)
+            self._discard(repo, remove_folder=not had_snapshot)
+            with contextlib.suppress(HearthError):  # nothing to resume either way
+                with state.editing() as data:
+                    data["downloads"].pop(self.repo_id, None)
             return self._done("cancelled")
         self._count_from_disk(repo)
-        self._record("paused")
+        with contextlib.suppress(HearthError):  # the partial files stay; the record is a note
+            self._record("paused")
         return self._done("paused")
 
     def _failed(self, exc: HearthError) -> DownloadDone:
         repo = hub_cache.repo_folder(self.repo_id)
         if self.files and self._count_from_disk(repo):
             # Something of this download is on disk: keep its partial files for a resume, and keep
-            # the model from being listed as usable meanwhile.
-            self._record("failed", error=str(exc))
+            # the model from being listed as usable meanwhile. The error at hand is the one to
+            # report, even when this note cannot be written (the disk it is on being full).
+            with contextlib.suppress(HearthError):
+                self._record("failed", error=str(exc))
         return self._done("failed", error=str(exc), error_kind=type(exc).__name__)
 
     def _count_from_disk(self, repo: Path) -> bool:
-        """Set done_bytes to what is really on disk; whether any file of this download is there."""
+        """Set the byte counts to what is really on disk; whether any file of this download is there."""
         blobs = repo / "blobs"
         try:
-            have = [_have_bytes(blobs, f) for f in self.files]
-            present = any((blobs / f.etag).exists() or (blobs / (f.etag + ".incomplete")).exists()
-                          for f in self.files)
+            self._have = {f.name: _have_bytes(blobs, f) for f in self.files}
+            return any((blobs / f.etag).exists() or (blobs / (f.etag + ".incomplete")).exists()
+                       for f in self.files)
         except OSError:
             return False
-        self.done_bytes = sum(have)
-        return present
+
+    def _discard(self, repo: Path, remove_folder: bool) -> None:
+        """Take back what this download wrote: partial files no other download is writing, the blobs
+        it put in place (on a first download), then folders left empty."""
+        import filelock
+
+        blobs = repo / "blobs"
+        for remote in self.files:
+            lock = filelock.FileLock(hub_cache.lock_path(self.repo_id, remote.etag), mode=0o664)
+            try:
+                lock.acquire(timeout=0)
+            except (filelock.Timeout, OSError):
+                continue  # another process is writing it: its file, not ours
+            try:
+                with contextlib.suppress(OSError):
+                    (blobs / (remote.etag + ".incomplete")).unlink()
+                if remove_folder and blobs / remote.etag in self._created:
+                    with contextlib.suppress(OSError):
+                        (blobs / remote.etag).unlink()
+                        for snapshot in (repo / "snapshots").iterdir():
+                            (snapshot / remote.name).unlink(missing_ok=True)
+            finally:
+                lock.release()
+        if remove_folder:
+            for folder in [*sorted((repo / "snapshots").glob("*")), repo / "snapshots", blobs, repo / "refs",
+                           repo]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: another tool's files stay
+
+
+class Worker:
+    """A DownloadJob on its own daemon thread. Whatever happens on that thread, wait() returns a
+    DownloadDone: an exception that escapes the job (from a failing on_event, say) becomes a
+    "failed" result instead of a thread that dies while someone waits for it."""
+
+    def __init__(self, job: DownloadJob) -> None:
+        self.job = job
+        self.result: DownloadDone | None = None
+        self._thread = threading.Thread(target=self._main, name=f"hearth-download-{job.repo_id}",
+                                         daemon=True)
+
+    def start(self) -> Worker:
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        try:
+            self.result = self.job.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting side below
+            self.result = DownloadDone(self.job.repo_id, "failed",
+                                       error=f"The download of {self.job.repo_id} stopped unexpectedly: {exc}",
+                                       error_kind=type(exc).__name__)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> DownloadDone | None:
+        """The job's result, or None if it is still running after timeout seconds."""
+        self._thread.join(timeout)
+        return None if self._thread.is_alive() else self.result
+
+
+def start_worker(job: DownloadJob) -> Worker:
+    return Worker(job).start()
+
+
+def download_repo(repo_id: str, revision: str = "main", *, files: list[str] | None = None,
+                  on_event: Callable[[Any], None] = lambda event: None,
+                  cancel: threading.Event | None = None) -> DownloadDone:
+    """Download (or resume, or repair) a repo's model files, or only `files`, blocking until done.
+    Setting `cancel` cancels it (its partial files are discarded). The result's path is the
+    snapshot folder; status is complete, cancelled or failed (with a one-line error)."""
+    job = DownloadJob(repo_id, revision, files=files, on_event=on_event)
+    worker = start_worker(job)
+    while True:
+        done = worker.wait(0.1)
+        if done is not None:
+            return done
+        if cancel is not None and cancel.is_set():
+            job.cancel()
+
+
+def download_file(repo_id: str, filename: str, revision: str = "main", *,
+                  on_event: Callable[[Any], None] = lambda event: None,
+                  cancel: threading.Event | None = None) -> Path:
+    """One file of a repo (a GGUF file, say), verified, in the Hugging Face cache; its path.
+    Raises HearthError with the one-line reason when it cannot be had."""
+    done = download_repo(repo_id, revision, files=[filename], on_event=on_event, cancel=cancel)
+    if done.status != "complete" or done.path is None:
+        raise HubError(done.error or f"The download of {filename} from {repo_id} was {done.status}.")
+    return Path(done.path) / filename
 
 
 def _quiet_hf_logging() -> None:
@@ -370,34 +564,6 @@ def _quiet_hf_logging() -> None:
     from huggingface_hub.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-
-
-_chunk_lock = threading.Lock()
-_chunk_users = 0
-_chunk_saved: int | None = None
-
-
-@contextlib.contextmanager
-def _small_chunks():
-    """Lower huggingface_hub's DOWNLOAD_CHUNK_SIZE to TRANSFER_CHUNK_BYTES while Hearth transfers run
-    (a smaller value already set is kept); the previous value is restored when the last one ends."""
-    global _chunk_users, _chunk_saved
-    from huggingface_hub import constants
-
-    with _chunk_lock:
-        if _chunk_users == 0 and constants.DOWNLOAD_CHUNK_SIZE > TRANSFER_CHUNK_BYTES:
-            _chunk_saved = constants.DOWNLOAD_CHUNK_SIZE
-            constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK_BYTES
-        _chunk_users += 1
-    try:
-        yield
-    finally:
-        with _chunk_lock:
-            _chunk_users -= 1
-            if _chunk_users == 0 and _chunk_saved is not None:
-                if constants.DOWNLOAD_CHUNK_SIZE == TRANSFER_CHUNK_BYTES:
-                    constants.DOWNLOAD_CHUNK_SIZE = _chunk_saved
-                _chunk_saved = None
 
 
 def _retry_reason(exc: BaseException) -> str:
@@ -416,53 +582,16 @@ def _human(n: int) -> str:
     return f"{n} bytes"
 
 
-class _NoBar:
-    """A silent stand-in for tqdm."""
-
-    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        pass
-
-    def update(self, n: int | float | None = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-class _ByteCounter:
-    """Stands in for tqdm in huggingface_hub's transfer loop: counts bytes, can stop the transfer."""
-
-    def __init__(self, job: DownloadJob, **_kwargs: Any) -> None:
-        self.job = job
-
-    def update(self, n: int | float | None = 1) -> None:
-        self.job.on_bytes(int(n or 0))
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _ByteCounter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 class _HashingFile:
     """A file wrapper that hashes what is written, so verifying costs no second read. With
     background=True the hashing runs on a helper thread, beside the transfer rather than between
     its reads (at local-network speeds SHA-256 would otherwise be a good part of the time)."""
 
-    MAX_PENDING = 8  # chunks handed to the helper and not hashed yet
+    MAX_PENDING = 8  # pieces handed to the helper and not hashed yet
 
     def __init__(self, raw, remote: RemoteFile, background: bool = False) -> None:
         self.raw, self.remote = raw, remote
+        self.size = 0
         self.hasher = self._new_hasher()
         self._pool = None
         if background:
@@ -472,37 +601,41 @@ class _HashingFile:
         self._pending: deque = deque()
 
     def _new_hasher(self):
-        if self.remote.sha256:
-            return hashlib.sha256()
-        if self.remote.blob_id:
-            hasher = hashlib.sha1(usedforsecurity=False)
-            hasher.update(b"blob %d\0" % self.remote.size)  # git's blob id
-            return hasher
-        return None
+        expected = self.remote.expected
+        return verify.new_hasher(expected.kind, self.remote.size) if expected is not None else None
 
     def resume_from_disk(self, partial: Path) -> int:
-        """Hash the bytes already downloaded (from an earlier run); their count."""
+        """Hash the bytes already downloaded (by an earlier run or another process); their count."""
         size = partial.stat().st_size
         if size > self.remote.size:
-            self.raw.truncate(0)
+            self.restart()
             return 0
         if self.hasher is not None and size:
             with open(partial, "rb") as f:
-                for chunk in iter(lambda: f.read(8 * 1024 * 1024), b""):
+                for chunk in iter(lambda: f.read(verify.READ_BYTES), b""):
                     self.hasher.update(chunk)
+        self.size = size
         return size
 
-    def write(self, data: bytes) -> int:
-        written = self.raw.write(data)
+    def restart(self) -> None:
+        """Empty the file and start the hash over (the server sent the whole file)."""
+        self._drain()
+        self.raw.seek(0)
+        self.raw.truncate(0)
+        self.size = 0
+        self.hasher = self._new_hasher()
+
+    def write(self, data: bytes) -> None:
+        self.raw.write(data)
+        self.size += len(data)
+        if self.hasher is None:
+            return
         if self._pool is None:
-            if self.hasher is not None:
-                self.hasher.update(data)
-            return written
+            self.hasher.update(data)
+            return
         while len(self._pending) >= self.MAX_PENDING:
             self._pending.popleft().result()
-        if self.hasher is not None:  # one helper thread: the chunks are hashed in write order
-            self._pending.append(self._pool.submit(self.hasher.update, bytes(data)))
-        return written
+        self._pending.append(self._pool.submit(self.hasher.update, data))  # one thread: in order
 
     def _drain(self) -> None:
         while self._pending:
@@ -519,22 +652,6 @@ class _HashingFile:
             self._pending.clear()
             self._pool.shutdown(wait=True)
             self._pool = None
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.raw.seek(offset, whence)
-
-    def truncate(self, size: int | None = None) -> int:
-        # huggingface_hub truncates when a server ignored the Range request: start the hash over.
-        self._drain()
-        result = self.raw.truncate(size)
-        self.hasher = self._new_hasher()
-        return result
-
-    def flush(self) -> None:
-        self.raw.flush()
 
 
 def _mismatch(size: int, digest: str | None, remote: RemoteFile) -> str | None:
@@ -554,27 +671,37 @@ def _verify(partial: Path, digest: str | None, remote: RemoteFile, repo_id: str)
                                f"discarded; try again, and if it repeats the mirror or disk is faulty.")
 
 
-def _read_blob(repo: Path, remote: RemoteFile) -> str | None:
-    """A small file's text from a blob already in the cache (of the right size), else None."""
-    blob = repo / "blobs" / remote.etag
-    try:
-        if blob.stat().st_size == remote.size:
-            return blob.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        pass
-    return None
-
-
 def _link(pointer: Path, blob: Path) -> None:
+    """Point pointer at blob, atomically (another process may be linking the same file)."""
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    if pointer.is_symlink() or pointer.exists():
-        if pointer.resolve() == blob.resolve():
+    with contextlib.suppress(OSError):
+        if pointer.is_symlink() and os.readlink(pointer) == os.path.relpath(blob, pointer.parent):
             return
-        pointer.unlink()
+    tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+        tmp.symlink_to(os.path.relpath(blob, pointer.parent))
     except OSError:  # a filesystem without symlinks: a copy, as huggingface_hub does there
-        shutil.copy2(blob, pointer)
+        shutil.copy2(blob, tmp)
+    os.replace(tmp, pointer)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _partial_bytes(blobs: Path, remote: RemoteFile) -> int:
+    """The most bytes any download has of this file so far (Hearth's partial file, or
+    huggingface_hub's `<etag>.<id>.incomplete` ones)."""
+    sizes = [0]
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(blobs):
+            if entry.name.startswith(remote.etag + ".") and entry.name.endswith(".incomplete"):
+                with contextlib.suppress(OSError):
+                    sizes.append(entry.stat().st_size)
+    return min(max(sizes), remote.size)
 
 
 def _have_bytes(blobs: Path, remote: RemoteFile) -> int:
@@ -584,22 +711,17 @@ def _have_bytes(blobs: Path, remote: RemoteFile) -> int:
     return min(partial.stat().st_size, remote.size) if partial.exists() else 0
 
 
-def _discard(repo: Path, files: list[RemoteFile], whole_repo: bool) -> None:
-    if whole_repo:
-        shutil.rmtree(repo, ignore_errors=True)
-        return
-    for remote in files:
-        with contextlib.suppress(OSError):
-            (repo / "blobs" / (remote.etag + ".incomplete")).unlink()
-
-
-def _remote(sibling: Any) -> RemoteFile:
+def remote_file(sibling: Any) -> RemoteFile:
+    """A file of huggingface_hub's model_info(files_metadata=True) listing, as Hearth needs it."""
     lfs = getattr(sibling, "lfs", None)
     sha256 = getattr(lfs, "sha256", None) if lfs is not None and not isinstance(lfs, dict) else (lfs or {}).get("sha256")
     size = getattr(sibling, "size", None)
     if size is None and lfs is not None:
         size = getattr(lfs, "size", None) if not isinstance(lfs, dict) else lfs.get("size")
     return RemoteFile(sibling.rfilename, int(size or 0), sha256, getattr(sibling, "blob_id", None))
+
+
+_remote = remote_file  # the name catalog.py and app/import_cli.py use
 
 
 def choose_files(repo_id: str, siblings: list[RemoteFile], wanted: list[str] | None = None) -> list[RemoteFile]:

@@ -29,6 +29,12 @@ def repo_folder(repo_id: str, cache: Path | None = None) -> Path:
     return (cache or hub_cache_dir()) / (PREFIX + repo_id.replace("/", "--"))
 
 
+def lock_path(repo_id: str, etag: str, cache: Path | None = None) -> Path:
+    """The lock huggingface_hub holds while it writes this blob: taking the same one keeps Hearth
+    and every other Hugging Face tool from writing one file at once."""
+    return (cache or hub_cache_dir()) / ".locks" / (PREFIX + repo_id.replace("/", "--")) / f"{etag}.lock"
+
+
 def scan(cache: Path | None = None) -> list[CachedRepo]:
     cache = cache or hub_cache_dir()
     try:

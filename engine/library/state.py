@@ -2,12 +2,14 @@
 
 One small JSON file in the data directory, rewritten atomically (temporary file, fsync, rename)
 under a lock, so the app and the `hearth` command can both update it and a crash never leaves it
-half written.
+half written. A record that cannot be written (full disk, read-only folder) raises StateWriteError,
+which says so in one line; nothing is left half done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -17,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..errors import HearthError
 
 STATE_FILE = "library.json"
 VERSION = 1
+
+
+class StateWriteError(HearthError):
+    """Hearth's library record could not be written."""
 
 
 def _path() -> Path:
@@ -56,14 +63,34 @@ def load() -> dict[str, Any]:
 def editing() -> Iterator[dict[str, Any]]:
     """Read, let the caller change, and write back the state, holding a lock throughout."""
     lock_path = _path().with_suffix(".lock")
-    with open(lock_path, "a") as lock:
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise write_error(exc, _path()) from exc
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             data = load()
             yield data
-            _write(data)
+            try:
+                _write(data)
+            except OSError as exc:
+                raise write_error(exc, _path()) from exc
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_error(exc: OSError, path: Path) -> StateWriteError:
+    """One line that says why Hearth's record at path cannot be written."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        why = "the disk is full; free some space and try again"
+    elif exc.errno == errno.EROFS:
+        why = "its folder is on a read-only disk"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied; check the folder's owner and permissions"
+    else:
+        why = exc.strerror or str(exc)
+    return StateWriteError(f"Hearth cannot write its library file {path}: {why}.")
 
 
 def _write(data: dict[str, Any]) -> None:
