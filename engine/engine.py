@@ -13,7 +13,6 @@ import gc
 import itertools
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from .events import Event, Finished, ModelLoaded, ModelLoading, ModelUnloaded
 from .generation import GenerationRequest, LoadedModel, generate
 from .kv_cache import ConversationCaches
 from .model_folder import ModelInfo, resolve_model
-from .platform import default_prefill_step, usable_memory_bytes
+from .platform import default_prefill_step, release_thread_streams, usable_memory_bytes
 from .prompts import choose_format
 from .tokenizer import load_tokenizer
 
@@ -218,7 +217,7 @@ class Engine:
             finally:
                 self._current = None
         self._free_model()
-        _release_streams()
+        release_thread_streams()
         self._drain()
 
     def _drain(self) -> None:
@@ -293,20 +292,6 @@ class Engine:
 
 def _python_thread(target: Callable[[], None]) -> threading.Thread:
     return threading.Thread(target=target, name="hearth-engine", daemon=True)
-
-
-def _release_streams() -> None:
-    """Destroy the MLX streams this thread made (mlx-lm makes one on import).
-
-    Streams belong to their thread; when it ends with them alive, the process can abort at exit
-    ("terminate called without an active exception", status 134)."""
-    if "mlx.core" not in sys.modules:
-        return
-    import mlx.core as mx
-
-    clear_streams = getattr(mx, "clear_streams", None)
-    if clear_streams is not None:
-        clear_streams()
 
 
 def _load_weights(info: ModelInfo) -> Any:

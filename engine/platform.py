@@ -49,3 +49,17 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def release_thread_streams() -> None:
+    """Destroy the MLX streams the calling thread made; call it last on a worker thread that used MLX.
+
+    Streams belong to their thread; when it ends with them alive, the process aborts at exit
+    ("terminate called without an active exception", status 134)."""
+    if "mlx.core" not in sys.modules:
+        return
+    import mlx.core as mx
+
+    clear_streams = getattr(mx, "clear_streams", None)
+    if clear_streams is not None:
+        clear_streams()
