@@ -79,7 +79,8 @@ pattern matches the path in the repo, ``"<repo_id>/<path>"`` or a trailing ``/<n
 * ``throttle(bytes_per_second)`` - rate-limit every file body (per response); ``None``/0 lifts it.
 
 A fault is only used up by a request it actually affects. ``requests`` is a snapshot of the log of
-``Request(method, path, range)`` tuples (path as sent, percent-encoded, with query); ``clear_requests()`` empties it.
+``Request(method, path, range)`` tuples (path as sent, percent-encoded, with query); ``bytes_served(file)`` counts
+the body bytes of a file written to sockets (what a resume costs); ``clear_requests()`` empties both.
 
 Notes on huggingface_hub 2.4's download path that tests must know (each is pinned by tests/test_hub_server.py):
 
@@ -509,6 +510,7 @@ class HubServer:
         self._faults: list[_Fault] = []
         self._throttle: float | None = None
         self._log: list[Request] = []
+        self._served: dict[tuple[str, str], int] = {}  # (repo_id, path) -> body bytes written
         self._stop_event = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -770,8 +772,17 @@ class HubServer:
             return list(self._log)
 
     def clear_requests(self) -> None:
+        """Empty the request log and the counts of bytes served."""
         with self._lock:
             self._log.clear()
+            self._served.clear()
+
+    def bytes_served(self, filename: str) -> int:
+        """Body bytes of matching files handed to the socket (every GET, partial ones included)
+        since the start or the last clear_requests(); ``filename`` matches as in the faults."""
+        with self._lock:
+            return sum(n for (repo_id, path), n in self._served.items()
+                       if _file_matches(filename, repo_id, path))
 
     def requests_for(self, substring: str, method: str | None = None) -> list[Request]:
         return [
@@ -1154,11 +1165,12 @@ class HubServer:
             "stall", lambda x: _file_matches(x.pattern, repo_id, path) and x.nbytes < length
         )
         corrupt = self._take("corrupt", lambda x: _file_matches(x.pattern, repo_id, path))
-        self._send_body(h, f, start, end, drop, stall, corrupt is not None)
+        self._send_body(h, repo_id, f, start, end, drop, stall, corrupt is not None)
 
     def _send_body(
         self,
         h: _Handler,
+        repo_id: str,
         f: HubFile,
         start: int,
         end: int,
@@ -1189,6 +1201,9 @@ class HubServer:
                     data = data.translate(_INVERT)
                 h.wfile.write(data)
                 sent += n
+                with self._lock:
+                    key = (repo_id, f.path)
+                    self._served[key] = self._served.get(key, 0) + n
                 if rate:
                     self._stop_event.wait(n / rate)
         except (ConnectionError, TimeoutError, OSError):

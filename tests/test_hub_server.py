@@ -308,6 +308,25 @@ def test_resolve_headers_and_ranges(hub, files):
     assert ("GET", f"/{REPO}/resolve/main/model.safetensors", "bytes=1000-") in hub.requests
 
 
+def test_bytes_served_counts_body_bytes_of_whole_partial_and_cut_responses(hub, files):
+    url = hub.url(REPO, "model.safetensors")
+    size = len(files["model.safetensors"])
+    assert hub.bytes_served("model.safetensors") == 0
+    _head(url)
+    assert hub.bytes_served("model.safetensors") == 0  # headers are not body
+    _open(url, headers={"Range": "bytes=1000-"})
+    assert hub.bytes_served("model.safetensors") == size - 1000
+    hub.drop_after("model.safetensors", 70_000)
+    with pytest.raises(Exception):  # noqa: B017 - urllib's error for a short body varies
+        _open(url)
+    assert hub.bytes_served("model.safetensors") == size - 1000 + 70_000
+    _open(hub.url(REPO, "config.json"))
+    assert hub.bytes_served(f"{REPO}/config.json") == len(files["config.json"])
+    assert hub.bytes_served("model.safetensors") == size - 1000 + 70_000
+    hub.clear_requests()
+    assert hub.bytes_served("model.safetensors") == 0
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors and auth
 # --------------------------------------------------------------------------------------------------

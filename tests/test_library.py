@@ -168,6 +168,127 @@ def test_a_stray_unlisted_weights_file_is_refused(hf_cache, tiny, tmp_path):
         library.import_folder(folder)
 
 
+# ------------------------------------------------------------------------ verified by hash
+
+
+def _flip_one_byte(path: Path, offset: int = -10) -> None:
+    """Change one byte in place: same size, and the file's mtime moves on."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, kind", [("model.safetensors", "SHA-256"), ("config.json", "checksum")])
+def test_a_cached_file_with_one_byte_changed_is_listed_as_damaged(hf_cache, tiny, name, kind):
+    """As another tool (or a failing disk) might leave it: the size is right, the hash is not."""
+    repo = cache_repo("org/model", tiny["spm_legacy"])
+    assert library.find("org/model").verification == "verified"
+    blob = (repo / "snapshots" / COMMIT / name).resolve()
+    offset = -10 if name.endswith(".safetensors") else -2  # the weights' data / the JSON's last key
+    _flip_one_byte(blob, offset)
+    model = library.find("org/model")
+    assert not model.usable and model.info is None
+    assert model.problem == (f"damaged: {name} does not match its {kind} on the Hub; "
+                             f"`hearth download org/model` fetches it again")
+    with pytest.raises(library.LibraryError, match="cannot be the default: damaged"):
+        library.set_default("org/model")
+
+
+def test_a_hash_is_computed_once_and_remembered_by_path_size_and_mtime(hf_cache, tiny):
+    from engine.library import verify
+
+    repo = cache_repo("org/model", tiny["spm_legacy"])
+    assert library.find("org/model").verification == "verified"
+    blob = (repo / "snapshots" / COMMIT / "model.safetensors").resolve()
+    memo = json.loads((paths.data_dir() / verify.MEMO_FILE).read_text())["files"]
+    entry = memo[str(blob)]
+    assert entry["size"] == blob.stat().st_size and entry["mtime_ns"] == blob.stat().st_mtime_ns
+    assert entry["sha256"] == blob.name
+    # The same path, size and mtime: the remembered result stands, the file is not read again
+    # (so a change that keeps all three goes unseen until the file changes again) ...
+    stat = blob.stat()
+    _flip_one_byte(blob)
+    os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert library.find("org/model").usable
+    # ... and a new mtime means the file is hashed again.
+    os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert library.find("org/model").problem.startswith("damaged: model.safetensors")
+
+
+def test_files_without_a_hash_on_this_computer_are_listed_as_unverified(hf_cache, tiny):
+    """A snapshot of plain files (a filesystem without symlinks, or copied in by hand) carries no
+    Hub hash, and Hearth has no record of downloading it: usable, but not called verified."""
+    snapshot = hub_cache.repo_folder("org/copied") / "snapshots" / COMMIT
+    shutil.copytree(tiny["spm_legacy"], snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(COMMIT)
+    model = library.find("org/copied")
+    assert model.usable and model.verification == "unverified"
+    # Hearth's own record of the download names each file's ETag: then they are checked.
+    files = sorted(p.name for p in snapshot.iterdir())
+    blobs = [[etag_of(n, (snapshot / n).read_bytes()), (snapshot / n).stat().st_size] for n in files]
+    with state.editing() as data:
+        data["downloads"]["org/copied"] = {"state": "complete", "commit": COMMIT, "files": files,
+                                           "blobs": blobs}
+    assert library.find("org/copied").verification == "verified"
+    _flip_one_byte(snapshot / "model.safetensors")
+    assert library.find("org/copied").problem.startswith("damaged: model.safetensors does not match")
+
+
+def test_two_processes_verifying_at_once_both_keep_their_results(hf_cache, tiny):
+    import subprocess
+
+    from engine.library import verify
+
+    repos = [f"org/model-{i}" for i in range(2)]
+    for repo_id in repos:
+        cache_repo(repo_id, tiny["spm_legacy"] if repo_id.endswith("0") else tiny["bpe_llama3"])
+    script = ("import sys; from engine.library import verify; "
+              "print(verify.verify_repo(sys.argv[1]).status)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, r], cwd=Path(__file__).resolve().parents[1],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in repos]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o.strip() for o, _ in outs] == ["verified", "verified"]
+    memo = json.loads((paths.data_dir() / verify.MEMO_FILE).read_text())["files"]
+    for repo_id in repos:
+        snapshot = hub_cache.repo_folder(repo_id) / "snapshots" / COMMIT
+        assert str((snapshot / "model.safetensors").resolve()) in memo
+
+
+# ------------------------------------------------------------------------------------- sizes
+
+
+def test_a_folder_of_symlinked_files_counts_the_bytes_behind_the_links_once(hf_cache, tiny, tmp_path):
+    """An imported folder whose files are links (into the HF cache, or elsewhere): the size is
+    the files' bytes, not the links' (a few hundred bytes), and a file linked twice counts once."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny["spm_legacy"], store)
+    folder = tmp_path / "linked-model"
+    folder.mkdir()
+    for p in store.iterdir():
+        (folder / p.name).symlink_to(p)
+    (folder / "copy-of-weights.safetensors.bak").symlink_to(store / "model.safetensors")
+    (folder / "dangling.txt").symlink_to(tmp_path / "gone")
+    expected = sum(p.stat().st_size for p in store.iterdir())
+    assert library.folder_size(folder) == expected > 100_000
+    model = library.import_folder(folder)
+    assert model.size_bytes == expected
+
+
+def test_cached_blobs_that_are_links_into_a_shared_store_count_their_bytes(hf_cache, tiny, tmp_path):
+    repo = cache_repo("org/model", tiny["spm_legacy"])
+    real = blob_bytes(repo)
+    shared = tmp_path / "shared-store"
+    shared.mkdir()
+    for blob in (repo / "blobs").iterdir():  # as a shared blob store leaves them
+        target = shared / blob.name
+        blob.rename(target)
+        blob.symlink_to(target)
+    model = library.find("org/model")
+    assert model.usable and model.size_bytes == real
+
+
 # ------------------------------------------------------------------------------------ delete
 
 

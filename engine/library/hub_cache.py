@@ -73,13 +73,23 @@ def _newest_snapshot(folder: Path) -> tuple[Path | None, str | None]:
 
 
 def _blob_sizes(blobs: Path) -> tuple[int, int]:
+    """Bytes of the blobs, following a blob that is a link (into a shared store) to its file, and
+    counting each file once."""
     total = incomplete = 0
+    seen: set[tuple[int, int]] = set()
     try:
-        for entry in os.scandir(blobs):
-            size = entry.stat(follow_symlinks=False).st_size
-            total += size
-            if entry.name.endswith(".incomplete"):
-                incomplete += size
+        entries = list(os.scandir(blobs))
     except OSError:
-        pass
+        return 0, 0
+    for entry in entries:
+        try:
+            st = entry.stat()
+        except OSError:
+            continue  # a dangling link
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_size
+        if entry.name.endswith(".incomplete"):
+            incomplete += st.st_size
     return total, incomplete

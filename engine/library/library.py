@@ -1,8 +1,9 @@
 """Installed models: those in the Hugging Face cache that mlx-lm can load, plus imported folders.
 
 A model is usable only when its folder validates (config, every weight shard present and whole,
-tokenizer) and no Hearth download of it is unfinished; anything else is listed with its problem,
-never as ready. Nothing here goes online.
+tokenizer), no Hearth download of it is unfinished and, for a Hugging Face cache snapshot, every
+model file matches the hash the Hub gave for it (verify.py); anything else is listed with its
+problem, never as ready. Nothing here goes online.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from .. import fit
 from ..errors import HearthError, ModelFolderError
 from ..model_folder import ModelInfo, validate_folder
-from . import hub_cache, state
+from . import hub_cache, state, verify
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class InstalledModel:
     info: ModelInfo | None  # None when unusable
     problem: str | None = None  # why it cannot be used
     is_default: bool = False
+    verification: str = ""  # cached repos: "verified", or "unverified" when no Hub hash is on disk
 
     @property
     def usable(self) -> bool:
@@ -92,10 +94,16 @@ def _hub_model(repo: hub_cache.CachedRepo, data: dict) -> InstalledModel | None:
             if download is None and not _looks_like_mlx(repo.snapshot):
                 return None  # another library's model (PyTorch, GGUF, ...) sharing the cache
             problem = str(exc)
+    verification = ""
     if download and download.get("state") != "complete" and not _serves_older_snapshot(repo, download):
         problem = _download_problem(download, repo.folder)
+    elif repo.snapshot is not None:
+        # A file that is not what the Hub listed explains any other problem it causes, and the
+        # message says what fixes it.
+        verdict = verify.verify_snapshot(repo.snapshot, verify.recorded_etags(data, repo.repo_id, repo.commit))
+        problem, verification = verdict.problem(repo.repo_id) or problem, verdict.status
     return InstalledModel(repo.repo_id, repo.repo_id, "hub", repo.snapshot, repo.size_bytes, last_used,
-                          info if problem is None else None, problem)
+                          info if problem is None else None, problem, verification=verification)
 
 
 def _looks_like_mlx(snapshot: Path) -> bool:
@@ -164,13 +172,18 @@ def _converted(folder: Path, data: dict) -> InstalledModel:
 
 
 def folder_size(path: Path) -> int:
-    total = 0
+    """The bytes of a folder's files, following symlinks (a Hugging Face snapshot is all links)
+    and counting each file once however many names point at it."""
+    total, seen = 0, set()
     for root, _dirs, files in os.walk(path):
         for name in files:
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                st = os.stat(os.path.join(root, name))
             except OSError:
-                pass
+                continue  # a dangling link
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
     return total
 
 
