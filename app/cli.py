@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,7 +38,7 @@ Hearth never goes online unless you ask it to download or search.
 
 
 class UsageError(HearthError):
-    """A mistake in how the command was called."""
+    """A mistake in how the command was called (exit status 2, as for argparse's own)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         print("\n" + GET_A_MODEL, end="")
         return 0
+    _check_text_options(parser, args)
     try:
         return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print(f"hearth: error: {exc}", file=sys.stderr)
+        return 2
     except HearthError as exc:
         print(f"hearth: error: {exc}", file=sys.stderr)
         return 1
@@ -159,14 +165,81 @@ def _add_messages_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
-    group.add_argument("--temp", type=float, default=DEFAULT_TEMPERATURE, help="temperature; 0 is greedy")
-    group.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
-    group.add_argument("--top-k", type=int, default=0, help="0 is off")
-    group.add_argument("--min-p", type=float, default=0.0)
-    group.add_argument("--repetition-penalty", type=float, default=1.0, help="1 is off")
-    group.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    group.add_argument("--temp", type=_number("the temperature", at_least=0.0), default=DEFAULT_TEMPERATURE,
+                       help="temperature; 0 is greedy")
+    group.add_argument("--top-p", type=_number("top-p", above=0.0, at_most=1.0), default=DEFAULT_TOP_P,
+                       help="in (0, 1]; 1 is off")
+    group.add_argument("--top-k", type=_whole("top-k", at_least=0), default=0,
+                       help="0 is off; at most the model's vocabulary")
+    group.add_argument("--min-p", type=_number("min-p", at_least=0.0, at_most=1.0), default=0.0)
+    group.add_argument("--repetition-penalty", type=_number("the repetition penalty", above=0.0),
+                       default=1.0, help="1 is off")
+    group.add_argument("--max-tokens", type=_whole("max tokens", at_least=1), default=DEFAULT_MAX_TOKENS)
     group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    group.add_argument("--seed", type=int, help="same seed and settings give the same answer")
+    group.add_argument("--seed", type=_whole("the seed", at_least=0, below=2**63),
+                       help="same seed and settings give the same answer")
+
+
+def _number(what: str, *, at_least: float | None = None, above: float | None = None,
+            at_most: float | None = None):
+    """An argparse type: a finite number in range; the message names the setting and the value."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number, not {text}")
+        if (at_least is not None and value < at_least) or (above is not None and value <= above) or \
+                (at_most is not None and value > at_most):
+            raise argparse.ArgumentTypeError(f"{what} must be {_range(at_least, above, at_most)}, not {text}")
+        return value
+
+    return parse
+
+
+def _whole(what: str, *, at_least: int, below: int | None = None):
+    """An argparse type: a whole number in range; the message names the setting and the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {text!r}") from None
+        if value < at_least or (below is not None and value >= below):
+            bound = f"from {at_least} to {below - 1}" if below is not None else f"at least {at_least}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, not {text}")
+        return value
+
+    return parse
+
+
+def _range(at_least: float | None, above: float | None, at_most: float | None) -> str:
+    low = f"at least {at_least:g}" if at_least is not None else f"above {above:g}" if above is not None else ""
+    high = f"at most {at_most:g}" if at_most is not None else ""
+    return " and ".join(part for part in (low, high) if part)
+
+
+def _check_text_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Text options must be text: bytes that are not UTF-8 reach Python as lone surrogates."""
+    for name in ("system", "stop"):
+        values = getattr(args, name, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and _SURROGATE.search(value):
+                parser.error(f"argument --{name}: not UTF-8 text")
+
+
+def check_top_k(args: argparse.Namespace) -> None:
+    """--top-k above the model's vocabulary, refused from its config before any weights load."""
+    if not args.top_k:
+        return
+    from engine.model_folder import resolve_model
+
+    vocab = resolve_model(args.model).vocab_size
+    if args.top_k > vocab:
+        raise UsageError(f"--top-k {args.top_k} is more than the {vocab:,} tokens in the model's "
+                         f"vocabulary")
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
@@ -182,20 +255,31 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
     )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def read_messages(source: str) -> list[dict[str, Any]]:
     name = "the standard input" if source == "-" else source
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{name} is not UTF-8 text") from exc
+        raise UsageError(f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start:,})") from exc
     try:
         messages = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise UsageError(f'{name} must hold a JSON list of {{"role", "content"}} objects')
+    for number, message in enumerate(messages, start=1):
+        for key, value in message.items():
+            if isinstance(value, str) and (found := _SURROGATE.search(value)):
+                raise UsageError(f"message {number} in {name} is not text: its {key!r} holds a lone "
+                                 f"surrogate (\\u{ord(found.group()):04x})")
     return messages
 
 
@@ -224,6 +308,7 @@ def _run(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     from .terminal import chat
 
+    check_top_k(args)
     return chat(args.model, sampling_from_args(args), system=args.system,
                 context_length=args.context, prompt_format=args.prompt_format,
                 save=not args.no_save, conversation=args.conversation)
@@ -232,7 +317,9 @@ def _chat(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from .terminal import generate_once
 
-    return generate_once(args.model, read_messages(args.messages), sampling_from_args(args),
+    messages = read_messages(args.messages)
+    check_top_k(args)
+    return generate_once(args.model, messages, sampling_from_args(args),
                          as_json=args.json, context_length=args.context,
                          prompt_format=args.prompt_format, save=args.save,
                          conversation=args.conversation)
@@ -242,6 +329,7 @@ def _prompt(args: argparse.Namespace) -> int:
     from .terminal import show_prompt
 
     messages = read_messages(args.messages)
+    check_top_k(args)
     sampling = sampling_from_args(args)  # rejects the same mistakes generate would
     return show_prompt(args.model, messages, as_json=args.json, context_length=args.context,
                        prompt_format=args.prompt_format, max_tokens=sampling.max_tokens)

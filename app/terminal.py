@@ -250,16 +250,37 @@ def _redo(engine: Engine, transcript: Transcript, command: str) -> None:
 
 
 def _read_line(interactive: bool) -> str | None:
+    """The next line typed or piped in; one that is not UTF-8 text is refused and skipped."""
     while True:
         try:
             if interactive:
-                return input(">>> ")
-            line = sys.stdin.readline()
-            return line.rstrip("\n") if line else None
+                line = input(">>> ")
+            else:
+                data = sys.stdin.buffer.readline()
+                if not data:
+                    return None
+                line = data.decode("utf-8").rstrip("\n")
         except EOFError:
             return None
         except KeyboardInterrupt:
             print("\n(use /bye or Ctrl-D to quit)", file=sys.stderr)
+            continue
+        except UnicodeDecodeError as exc:
+            print(f"[that line is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); it was not sent]",
+                  file=sys.stderr)
+            continue
+        if not _is_text(line):  # a terminal that is not UTF-8 hands Python lone surrogates
+            print("[that line is not UTF-8 text; it was not sent]", file=sys.stderr)
+            continue
+        return line
+
+
+def _is_text(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _report(result: Finished) -> None:

@@ -77,6 +77,8 @@ def validate_messages(messages: list[dict[str, Any]], fmt: PromptFormat, continu
             raise PromptError(
                 f"Message {i + 1} has role {message.get('role')!r}; use system, user or assistant."
             )
+        if not _is_text(message["content"]):
+            raise PromptError(f"Message {i + 1} is not text: it holds a lone surrogate code point.")
     if fmt is PromptFormat.PLAIN:
         return
     start = 1 if messages[0]["role"] == "system" else 0
@@ -130,6 +132,15 @@ def build_prompt(
         context_length=context_length,
         max_tokens=min(max_tokens, context_length - len(ids)),
     )
+
+
+def _is_text(text: str) -> bool:
+    """False for a str holding lone surrogates (undecodable bytes, JSON escapes like \\ud800)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Builder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -27,11 +28,14 @@ class SamplingSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.temperature >= 0, f"temperature must be 0 or more, not {self.temperature}")
+        _check(math.isfinite(self.temperature) and self.temperature >= 0,
+               f"temperature must be a finite number, 0 or more, not {self.temperature}")
         _check(0 <= self.top_p <= 1, f"top-p must be between 0 and 1, not {self.top_p}")
         _check(self.top_k >= 0, f"top-k must be 0 (off) or more, not {self.top_k}")
         _check(0 <= self.min_p <= 1, f"min-p must be between 0 and 1, not {self.min_p}")
-        _check(self.repetition_penalty > 0, "repetition penalty must be above 0 (1 is off)")
+        _check(math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+               f"repetition penalty must be a finite number above 0 (1 is off), not "
+               f"{self.repetition_penalty}")
         _check(self.repetition_context_size > 0, "repetition context size must be positive")
         _check(self.max_tokens > 0, f"max tokens must be at least 1, not {self.max_tokens}")
         _check(all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty")
