@@ -13,7 +13,13 @@ import time
 
 from engine.errors import HearthError
 from engine.library import catalog, library
-from engine.library.downloads import DownloadDone, DownloadJob, DownloadProgress
+from engine.library.downloads import (
+    DownloadDone,
+    DownloadJob,
+    DownloadProgress,
+    Worker,
+    start_worker,
+)
 
 
 def add_model_parsers(commands: argparse._SubParsersAction) -> None:
@@ -72,8 +78,10 @@ def _models(args: argparse.Namespace) -> int:
         mark = "*" if m.is_default else " "
         if m.usable:
             report = m.fit()
+            unverified = "  unverified (no Hub hashes on this computer)" if m.verification == "unverified" else ""
             print(f"{mark} {m.name}  {gb(m.size_bytes)}  {_params(m.parameters)} params  {m.quantization}  "
-                  f"{m.context:,} ctx  fit: {report.verdict.replace('_', ' ')}  last used: {_ago(m.last_used)}")
+                  f"{m.context:,} ctx  fit: {report.verdict.replace('_', ' ')}  last used: {_ago(m.last_used)}"
+                  f"{unverified}")
         else:
             print(f"{mark} {m.name}  {gb(m.size_bytes)}  NOT USABLE: {m.problem}")
     return 0
@@ -112,10 +120,7 @@ def _search(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     events: queue.Queue = queue.Queue()
     job = DownloadJob(args.repo, args.revision, on_event=events.put)
-    worker = threading.Thread(target=job.run, name="hearth-download", daemon=True)
-    worker.start()
-    done = _follow(job, events)
-    worker.join(timeout=30)
+    done = _follow(job, events, start_worker(job))
     sys.stderr.write("\n")
     if done.status == "complete":
         print(args.repo)  # the name `hearth chat` takes
@@ -148,7 +153,7 @@ def _ctrl_c_pauses(job: DownloadJob):
         signal.signal(signal.SIGINT, previous)
 
 
-def _follow(job: DownloadJob, events: queue.Queue) -> DownloadDone:
+def _follow(job: DownloadJob, events: queue.Queue, worker: Worker) -> DownloadDone:
     """Show progress until the job is done; Ctrl-C pauses it (the partial files stay), a second
     Ctrl-C quits at once."""
     with _ctrl_c_pauses(job):
@@ -156,6 +161,8 @@ def _follow(job: DownloadJob, events: queue.Queue) -> DownloadDone:
             try:
                 event = events.get(timeout=0.2)
             except queue.Empty:
+                if not worker.is_alive() and events.empty():
+                    return worker.result  # the worker ended without its last event
                 continue
             if isinstance(event, DownloadProgress):
                 _bar(event)

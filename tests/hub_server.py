@@ -511,6 +511,7 @@ class HubServer:
         self._throttle: float | None = None
         self._log: list[Request] = []
         self._served: dict[tuple[str, str], int] = {}  # (repo_id, path) -> body bytes written
+        self._bodies_in_flight = 0
         self._stop_event = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -776,6 +777,11 @@ class HubServer:
         with self._lock:
             self._log.clear()
             self._served.clear()
+
+    def bodies_in_flight(self) -> int:
+        """File bodies being sent right now (a response whose client left ends at its next write)."""
+        with self._lock:
+            return self._bodies_in_flight
 
     def bytes_served(self, filename: str) -> int:
         """Body bytes of matching files handed to the socket (every GET, partial ones included)
@@ -1180,6 +1186,8 @@ class HubServer:
     ) -> None:
         sent, length = 0, end - start
         stalled = False
+        with self._lock:
+            self._bodies_in_flight += 1
         try:
             while sent < length:
                 if stall is not None and not stalled and sent == stall.nbytes:
@@ -1208,6 +1216,9 @@ class HubServer:
                     self._stop_event.wait(n / rate)
         except (ConnectionError, TimeoutError, OSError):
             h.close_connection = True
+        finally:
+            with self._lock:
+                self._bodies_in_flight -= 1
 
     @staticmethod
     def _abort(h: _Handler, reset: bool) -> None:

@@ -48,9 +48,6 @@ SPEED_WINDOW_S = 3.0
 DISK_MARGIN_BYTES = 200 * 1024**2
 MAX_ATTEMPTS = 6
 INDEX_FILE = "model.safetensors.index.json"
-# Pieces read from the connection: each is written, counted and checked for a pause, so at 1 MB/s
-# progress, pauses and the stall detector react within a quarter of a second.
-TRANSFER_CHUNK_BYTES = 256 * 1024
 BACKGROUND_HASH_BYTES = 16 * 1024 * 1024  # files this large are hashed beside the transfer
 LOCK_POLL_S = 0.25  # how often a download waiting for another one's file looks again
 
@@ -364,7 +361,10 @@ class DownloadJob:
                 sink.restart()
                 if count:
                     self._have[sink.remote.name] = 0
-            for piece in response.iter_bytes(TRANSFER_CHUNK_BYTES):
+            # Each piece is written as it arrives (at most one socket read, 64 KiB), so a broken
+            # connection loses nothing already received, and progress, pauses and the stall
+            # detector react at once.
+            for piece in response.iter_bytes():
                 self._check_stop()  # before writing: a piece that ends the transfer is never written
                 sink.write(piece)
                 if count:
