@@ -32,14 +32,19 @@ from PySide6.QtCore import (
 )
 
 from engine.library import hub_cache, state
+from engine.library.acquire import Request, Step
 from engine.library.downloads import DownloadDone, DownloadJob, DownloadProgress
 
 from .background import run_in_background
+from .importer import AcquireProcess
 
 REFRESH_MS = 300  # the list is redrawn at most about three times a second
 # States of a row while a worker thread runs its job.
 RUNNING_STATES = frozenset({"queued", "checking", "downloading", "verifying", "stalled", "retrying",
-                            "pausing", "cancelling"})
+                            "pausing", "cancelling", "waiting", "converting"})
+# How an acquisition's Step.stage shows as a row state.
+STAGE_STATES = {"waiting": "waiting", "fetching": "downloading", "converting": "converting",
+                "validating": "verifying", "registering": "verifying"}
 # Saved states that can be resumed after a restart; "downloading" means Hearth was killed mid-way.
 RESUMABLE_SAVED_STATES = frozenset({"paused", "failed", "downloading"})
 
@@ -58,6 +63,7 @@ class DownloadRow:
     message: str = ""
     revision: str = "main"
     files: list[str] | None = field(default=None, repr=False)
+    request: Request | None = field(default=None, repr=False)  # set for a whole acquisition
 
     @property
     def running(self) -> bool:
@@ -71,7 +77,7 @@ class DownloadRow:
     def summary(self) -> str:
         """One line for the list and for screen readers."""
         parts = [self.state if self.percent < 0 else f"{self.state} {self.percent}%"]
-        if self.total_bytes:
+        if self.total_bytes and self.state != "converting":
             parts.append(f"{format_bytes(self.done_bytes)} of {format_bytes(self.total_bytes)}")
         if self.state == "downloading" and self.speed_bps > 0:
             parts.append(f"{format_bytes(self.speed_bps)}/s")
@@ -221,6 +227,7 @@ class DownloadManager(QObject):
         self._generation = 0
         self._pending: dict[str, DownloadProgress] = {}
         self._resume_after_stop: set[str] = set()
+        self._acquisitions: dict[str, AcquireProcess] = {}
         self._flush_timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._flush_timer.timeout.connect(self._flush)
         self._event.connect(self._on_event)  # bound slot on the GUI thread: queued from workers
@@ -243,9 +250,28 @@ class DownloadManager(QObject):
                                       old.total_bytes if old else 0, revision=revision, files=files))
         thread.start()
 
+    def acquire(self, request: Request) -> str:
+        """Get a model through the acquisition pipeline (download, convert, validate, register) in
+        a child process; returns the key of its row (request.label). `finished` carries its ref."""
+        key = request.label
+        if key in self._acquisitions:
+            return key
+        job = AcquireProcess(request, self)
+        self._acquisitions[key] = job
+        job.step.connect(functools.partial(self._on_step, key))
+        job.finished.connect(functools.partial(self._on_acquired, key))
+        old = self.model.row(key)
+        self.model.upsert(DownloadRow(key, "queued", old.done_bytes if old else 0, old.total_bytes if old else 0,
+                                      request=request))
+        job.start()
+        return key
+
     def pause(self, repo_id: str) -> None:
         self._resume_after_stop.discard(repo_id)
-        if repo_id in self._jobs:
+        if repo_id in self._acquisitions:
+            self._acquisitions[repo_id].stop()
+            self._set_state(repo_id, "pausing")
+        elif repo_id in self._jobs:
             self._jobs[repo_id][1].pause()
             self._set_state(repo_id, "pausing")
 
@@ -253,17 +279,26 @@ class DownloadManager(QObject):
         row = self.model.row(repo_id)
         if row is None:
             return
-        if repo_id in self._jobs:
+        if repo_id in self._jobs or repo_id in self._acquisitions:
             if row.state == "pausing":  # the old job is still stopping: start again once it has
                 self._resume_after_stop.add(repo_id)
             return
-        self.start(repo_id, row.revision, row.files)
+        if row.request is not None:
+            self.acquire(row.request)
+        else:
+            self.start(repo_id, row.revision, row.files)
 
     def cancel(self, repo_id: str) -> None:
         """Stop and delete the partial files; a finished row is only cleared from the list."""
         self._resume_after_stop.discard(repo_id)
         row = self.model.row(repo_id)
-        if repo_id in self._jobs:
+        if repo_id in self._acquisitions:
+            self._acquisitions[repo_id].stop()
+            self._set_state(repo_id, "cancelling")
+        elif row is not None and row.request is not None and row.state != "complete":
+            self._set_state(repo_id, "cancelling")
+            self._discard_acquisition(row)
+        elif repo_id in self._jobs:
             self._jobs[repo_id][1].cancel()
             self._set_state(repo_id, "cancelling")
         elif row is not None and row.state == "complete":
@@ -275,17 +310,22 @@ class DownloadManager(QObject):
                               on_error=lambda exc: self._failed_offline(repo_id, exc), parent=self)
 
     def is_running(self, repo_id: str) -> bool:
-        return repo_id in self._jobs
+        return repo_id in self._jobs or repo_id in self._acquisitions
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Pause every job and wait up to `timeout` seconds for them to stop (at quit); partial
         files stay for a resume after a restart. True when every worker thread has ended."""
         for _gen, job, _thread in self._jobs.values():
             job.pause()
+        for process in self._acquisitions.values():
+            process.stop()
         deadline = time.monotonic() + timeout
         for _gen, _job, thread in list(self._jobs.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for _gen, _job, thread in self._jobs.values())
+        for process in list(self._acquisitions.values()):
+            process.process.waitForFinished(max(0, int(1000 * (deadline - time.monotonic()))))
+        return not any(thread.is_alive() for _gen, _job, thread in self._jobs.values()) and not any(
+            process.running() for process in self._acquisitions.values())
 
     def load_saved(self) -> None:
         """List the paused and failed downloads the library recorded (read in the background)."""
@@ -342,6 +382,49 @@ class DownloadManager(QObject):
         if repo_id in self._resume_after_stop and done.status == "paused":
             self._resume_after_stop.discard(repo_id)
             self.resume(repo_id)
+
+    def _on_step(self, key: str, step: Step) -> None:
+        row = self.model.row(key)
+        if row is None:
+            return
+        state = row.state if row.state in ("pausing", "cancelling") else STAGE_STATES.get(step.stage, step.stage)
+        # A download counts bytes, a conversion its own steps: either way done/total is the share.
+        done, total = (step.done, step.total) if step.total else (row.done_bytes, row.total_bytes)
+        self.model.upsert(dataclasses.replace(row, state=state, done_bytes=done, total_bytes=total,
+                                              message=step.message, error=None))
+
+    def _on_acquired(self, key: str, ok: bool, text: str) -> None:
+        job = self._acquisitions.pop(key)
+        job.deleteLater()
+        row = self.model.row(key)
+        if row is None:
+            return
+        if ok:
+            self.model.upsert(dataclasses.replace(row, state="complete", message=f"Ready as {text}", error=None))
+            done = {"repo_id": key, "status": "complete", "ref": text, "error": None}
+        elif row.state == "cancelling":
+            self._discard_acquisition(row)
+            return
+        elif text == "stopped" or row.state == "pausing":
+            self.model.upsert(dataclasses.replace(row, state="paused", message="", error=None))
+            done = {"repo_id": key, "status": "paused", "ref": None, "error": None}
+        else:
+            self.model.upsert(dataclasses.replace(row, state="failed", message="", error=text))
+            done = {"repo_id": key, "status": "failed", "ref": None, "error": text}
+        self.finished.emit(key, done)
+        if key in self._resume_after_stop and done["status"] == "paused":
+            self._resume_after_stop.discard(key)
+            self.resume(key)
+
+    def _discard_acquisition(self, row: DownloadRow) -> None:
+        """A cancelled acquisition: a conversion kept nothing; a download's partial bytes go."""
+        request = row.request
+        if request is not None and request.is_repo:
+            run_in_background(functools.partial(_discard_partial, request.where),
+                              on_done=lambda _: self._cancelled_offline(row.repo_id),
+                              on_error=lambda exc: self._failed_offline(row.repo_id, exc), parent=self)
+        else:
+            self._cancelled_offline(row.repo_id)
 
     def _set_state(self, repo_id: str, new_state: str) -> None:
         row = self.model.row(repo_id)

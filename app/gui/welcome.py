@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from engine.library import catalog
+from engine.library.acquire import Request, request_for_catalog
 
 INTRO = (
     "<h2>Welcome to Hearth</h2>"
@@ -43,6 +44,10 @@ class WelcomePage(QScrollArea):
         self.column.addWidget(self.catalog_box)
         self.column.addStretch(1)
         self.setWidget(body)
+        self._waiting: dict[str, tuple[QLabel, QPushButton]] = {}  # acquisition key -> its row's widgets
+        if downloads is not None:
+            downloads.model.dataChanged.connect(self._show_progress)
+            downloads.finished.connect(self._finished)
         self._fill_catalog()
 
     def set_models(self, models: list) -> None:
@@ -74,16 +79,9 @@ class WelcomePage(QScrollArea):
             self.others.addWidget(status, row, 2)
 
     def _import(self, model, row: int) -> None:
-        from .importer import ImportProcess
-
         status = self.others.itemAtPosition(row, 2).widget()
         button = self.others.itemAtPosition(row, 1).widget()
-        button.setEnabled(False)
-        job = ImportProcess(["import", str(model.path), "--name", model.name], self)
-        job.progress.connect(lambda line: status.setText(line[:80]))
-        job.finished.connect(lambda ok, text: self._got(ok, text, status, button))
-        self._jobs = [*getattr(self, "_jobs", []), job]
-        job.start()
+        self._start(Request(str(model.path), name=model.name), status, button)
 
     def _fill_catalog(self) -> None:
         try:
@@ -110,22 +108,34 @@ class WelcomePage(QScrollArea):
             self.catalog_grid.addWidget(status, row, 2)
 
     def _get(self, entry, row: int) -> None:
-        """Download (and convert, for GGUF or old-layout sources) in a child process."""
-        from .importer import ImportProcess
-
+        """Download (and convert, for GGUF or old-layout sources) through the acquisition pipeline."""
         status = self.catalog_grid.itemAtPosition(row, 2).widget()
         button = self.catalog_grid.itemAtPosition(row, 1).widget()
+        self._start(request_for_catalog(entry), status, button)
+
+    def _start(self, request: Request, status: QLabel, button: QPushButton) -> None:
         button.setEnabled(False)
-        from .importer import command_for
+        status.setText("Starting…")
+        key = self.downloads.acquire(request)
+        self._waiting[key] = (status, button)
+        self._show_progress()
 
-        job = ImportProcess(command_for(entry), self)
-        job.progress.connect(lambda line: status.setText(line[:80]))
-        job.finished.connect(lambda ok, text: self._got(ok, text, status, button))
-        self._jobs = [*getattr(self, "_jobs", []), job]
-        job.start()
+    def _show_progress(self, *_args) -> None:
+        for key, (status, _button) in self._waiting.items():
+            row = self.downloads.model.row(key)
+            if row is not None and row.running:
+                share = f" {row.percent}%" if row.percent >= 0 else ""
+                status.setText(f"{row.state.capitalize()}{share} {row.message}"[:90])
 
-    def _got(self, ok: bool, text: str, status: QLabel, button: QPushButton) -> None:
+    def _finished(self, key: str, done: dict) -> None:
+        if key not in self._waiting:
+            return
+        status, button = self._waiting.pop(key)
         button.setEnabled(True)
-        status.setText("Ready" if ok else f"Failed: {text}")
-        if ok:
-            self.chatRequested.emit(text)
+        if done.get("status") == "complete":
+            status.setText("Ready")
+            self.chatRequested.emit(done["ref"])
+        elif done.get("status") == "paused":
+            status.setText("Paused: resume it under Settings > Models > Downloads")
+        else:
+            status.setText(f"Failed: {done.get('error') or 'stopped'}")
