@@ -1,19 +1,27 @@
 """The chat in the window: sends turns to the engine, streams answers into the transcript and the
-history, and handles regenerate, edit, branches and continue.
+history, and handles regenerate, edit, branches, continue and retry.
+
+One answer is generated at a time (the engine has one thread), in whichever conversation asked for
+it; opening another conversation never stops it: the answer goes on being written to its own
+conversation in the history, and shows again, still streaming or finished, when that conversation is
+opened. A second send while an answer runs is refused with a reason, and the text stays in the box.
+
+Nothing typed is lost: a message whose answer never began (stopped before the first token, failed,
+too long for the context) stays in the conversation, marked as not answered, with Retry and Edit.
 
 Streamed text is buffered and shown at most about sixty times a second; the history gets it through
-an AnswerWriter, which saves at most once a second. A stop, a switch to another conversation, a model
-change or a quit mid-answer all keep the partial answer.
+an AnswerWriter, which saves at most once a second.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 
+from engine.errors import HearthError
 from engine.events import Finished
 from engine.generation import GenerationRequest
 from engine.history import HistoryError, HistoryStore, Message
@@ -30,73 +38,174 @@ from engine.sampling import SamplingSettings
 
 from . import markdown
 from .bridge import EngineBridge
+from .prefs import Prefs
 from .transcript import MessageView, TranscriptView
 
 FRAME_MS = 16
 VISIBLE = 100  # messages shown when a conversation opens; older ones behind "Show earlier"
 
 
+@dataclass
+class ActiveTurn:
+    """The answer being generated, in whichever conversation it belongs to."""
+
+    request_id: int
+    conversation_id: str
+    recorded: RecordedTurn
+    pending: str = ""  # streamed, not yet shown or saved
+    prompt_tokens: int = 0
+    dropped: int = 0
+
+
 class ChatController(QObject):
     """Signals:
-        busyChanged(bool): an answer started or ended.
+        busyChanged(bool): the conversation on screen started or stopped answering (Stop applies).
+        generatingChanged(str): the conversation an answer is being written in ("" for none).
         conversationChanged(str): the shown conversation (id, or "" for none).
         historyChanged(): titles or order in the sidebar may have changed.
         notice(str, str): a message for the banner, and the action it offers ("" for none).
-        contextChanged(int, int, int): prompt tokens, context length, messages left out.
+        refused(str): a message was not sent, and why; the text stays in the message box.
+        contextChanged(int, int, int): tokens in use, context length, messages left out, for the
+            conversation on screen.
         promptProgress(int, int): tokens of the prompt processed, of total.
     """
 
     busyChanged = Signal(bool)
+    generatingChanged = Signal(str)
     conversationChanged = Signal(str)
     historyChanged = Signal()
     notice = Signal(str, str)
+    refused = Signal(str)
     contextChanged = Signal(int, int, int)
     promptProgress = Signal(int, int)
 
-    def __init__(self, store: HistoryStore, bridge: EngineBridge, transcript: TranscriptView, parent=None) -> None:
+    def __init__(self, store: HistoryStore, bridge: EngineBridge, transcript: TranscriptView, prefs: Prefs,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.store, self.bridge, self.transcript = store, bridge, transcript
+        self.store, self.bridge, self.transcript, self.prefs = store, bridge, transcript, prefs
         self.conversation_id: str | None = None
         self.model_ref: str | None = None
         self.model_revision: str | None = None
-        self.sampling = SamplingSettings()
-        self.system_prompt = ""
-        self._request: int | None = None
-        self._turn: RecordedTurn | None = None
-        self._turn_conversation: str | None = None
-        self._pending = ""
+        self._system_prompt, self._sampling = self.new_chat_defaults()
+        self._chosen_for_new_chat = False  # a new chat's own settings were set: defaults no longer apply
+        self._turn: ActiveTurn | None = None
         self.show_all = False  # long conversations open with their last VISIBLE messages
         self._context_length = 0
         self._flush_timer = QTimer(self, singleShot=True, interval=FRAME_MS, timeout=self._flush)
         bridge.textChunk.connect(self._on_text)
         bridge.finished.connect(self._on_finished)
         bridge.promptReady.connect(self._on_prompt_ready)
-        bridge.promptProgress.connect(lambda rid, done, total: rid == self._request and self.promptProgress.emit(done, total))
+        bridge.promptProgress.connect(self._on_prompt_progress)
+        bridge.modelLoaded.connect(self._on_model_loaded)
         transcript.actionRequested.connect(self._on_action)
+        prefs.changed.connect(self._on_prefs_changed)
 
     @property
     def busy(self) -> bool:
-        return self._request is not None
+        """An answer is being generated (in any conversation)."""
+        return self._turn is not None
+
+    @property
+    def answering_here(self) -> bool:
+        """The conversation on screen is the one being answered."""
+        return self._turn is not None and self._turn.conversation_id == self.conversation_id
+
+    @property
+    def generating_conversation(self) -> str | None:
+        return self._turn.conversation_id if self._turn else None
+
+    # --- this chat's settings ---
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, settings: SamplingSettings) -> None:
+        self._sampling = settings
+        self._chosen_for_new_chat = True
+
+    @property
+    def system_prompt(self) -> str:
+        return self._system_prompt
+
+    @system_prompt.setter
+    def system_prompt(self, text: str) -> None:
+        self._system_prompt = text
+        self._chosen_for_new_chat = True
+
+    def set_sampling(self, settings: SamplingSettings) -> None:
+        """This chat's sampling settings, saved with the conversation."""
+        self.sampling = settings
+        if self.conversation_id:
+            self.store.set_settings(self.conversation_id, settings.to_dict())
+
+    def set_system_prompt(self, text: str) -> None:
+        """This chat's system prompt, saved with the conversation."""
+        self.system_prompt = text
+        if self.conversation_id:
+            self.store.set_system_prompt(self.conversation_id, text)
+
+    def new_chat_defaults(self) -> tuple[str, SamplingSettings]:
+        """What a new chat starts from: the default preset if one is marked, else Settings' defaults."""
+        prompt, sampling = self.prefs.get("generation/system_prompt"), self.prefs.sampling()
+        try:
+            preset = self.store.default_preset()
+        except HistoryError:
+            preset = None
+        if preset is not None:
+            prompt = preset.system_prompt
+            try:
+                sampling = SamplingSettings.from_dict({**sampling.to_dict(), **preset.settings})
+            except (HearthError, TypeError, ValueError):
+                pass  # an odd saved value: the preset's prompt with Settings' sampling
+        return prompt, sampling
+
+    def _apply_new_chat_defaults(self) -> None:
+        self._system_prompt, self._sampling = self.new_chat_defaults()
+        self._chosen_for_new_chat = False
+
+    def _on_prefs_changed(self, key: str) -> None:
+        if key.startswith("generation/") and self.conversation_id is None and not self._chosen_for_new_chat:
+            self._apply_new_chat_defaults()
+
+    def _load_settings(self) -> None:
+        if self.conversation_id is None:
+            self._apply_new_chat_defaults()
+            return
+        try:
+            conversation = self.store.conversation(self.conversation_id)
+        except HistoryError:
+            return
+        self._system_prompt = conversation.system_prompt
+        self._sampling = self.new_chat_defaults()[1]
+        if conversation.settings:
+            try:
+                self._sampling = SamplingSettings.from_dict(conversation.settings)
+            except (HearthError, TypeError, ValueError):
+                pass  # an odd saved value: Settings' defaults
 
     # --- conversations ---
 
     def open(self, conversation_id: str | None) -> None:
-        if self.busy and conversation_id != self._turn_conversation:
-            self.stop()  # the partial answer is kept when the engine confirms
+        """Show a conversation (None: a new, empty chat). An answer being written goes on."""
         self.conversation_id = conversation_id
         self.show_all = False
         self._load_settings()
-        self.refresh()
         self.conversationChanged.emit(conversation_id or "")
+        self.refresh()
+        self.busyChanged.emit(self.answering_here)
 
     def new_chat(self) -> None:
         self.open(None)
 
-    def set_sampling(self, settings: SamplingSettings) -> None:
-        """This chat's sampling settings, saved with the conversation (new chats take them too)."""
-        self.sampling = settings
-        if self.conversation_id:
-            self.store.set_settings(self.conversation_id, settings.to_dict())
+    def conversation_deleted(self, conversation_id: str) -> None:
+        """The user deleted a conversation: stop its answer, leave it, and free its cache."""
+        if self._turn is not None and self._turn.conversation_id == conversation_id:
+            self.bridge.cancel(self._turn.request_id)
+        if self.conversation_id == conversation_id:
+            self.open(None)
+        self.bridge.forget(conversation_id)
 
     def dropped_description(self, dropped: int) -> str:
         """Which earlier messages the model no longer sees, in words."""
@@ -109,41 +218,45 @@ class ChatController(QObject):
         return (f"Left out, no longer fitting: the {dropped} oldest messages, from “{clip(first)}…” to "
                 f"“{clip(last)}…”")
 
-    def _load_settings(self) -> None:
-        if not self.conversation_id:
-            return
-        try:
-            stored = self.store.conversation(self.conversation_id).settings
-        except HistoryError:
-            return
-        if stored:
-            try:
-                self.sampling = SamplingSettings.from_dict(stored)
-            except Exception:  # noqa: BLE001 - an odd saved value keeps the current settings
-                pass
-
     def refresh(self) -> None:
+        """Show the open conversation as saved, with the answer being written, if it is this one's."""
         if self.conversation_id is None:
             self.transcript.clear_messages()
+            self._show_context([])
             return
         try:
             path, total = self.store.active_path_tail(self.conversation_id, None if self.show_all else VISIBLE)
         except HistoryError:
             self.conversation_id = None
             self.transcript.clear_messages()
+            self._show_context([])
             return
-        views = self._views(path)
-        if self.busy and self._turn_conversation == self.conversation_id and self._turn is not None:
-            views = [v for v in views if v.id != self._turn.answer.id]
-            self.transcript.show_messages(views, total - len(path))
+        earlier = total - len(path)
+        turn = self._turn if self.answering_here else None
+        if turn is not None:
+            path = [m for m in path if m.id != turn.recorded.answer.id]
+        self.transcript.show_messages(self._views(path, streaming=turn is not None), earlier)
+        if turn is not None:
             self.transcript.begin_answer()
-            self.transcript.append_text(self._turn.writer.text + self._pending)
-        else:
-            self.transcript.show_messages(views, total - len(path))
+            self.transcript.append_text(turn.recorded.writer.text + turn.pending)
+        self._show_context(path)
 
-    def _views(self, path: list[Message]) -> list[MessageView]:
+    def _show_context(self, path: list[Message]) -> None:
+        """The context meter for the conversation on screen: the answer being written, or the last
+        finished answer's prompt and reply."""
+        if self.answering_here and self._turn.prompt_tokens:
+            self.contextChanged.emit(self._turn.prompt_tokens, self._context_length, self._turn.dropped)
+            return
+        last = next((m for m in reversed(path) if m.role == "assistant" and m.prompt_tokens), None)
+        used = last.prompt_tokens + (last.generation_tokens or 0) if last else 0
+        self.contextChanged.emit(used, self._context_length, 0)
+
+    def _views(self, path: list[Message], streaming: bool = False) -> list[MessageView]:
         positions = self.store.branch_positions(path)
-        return [self._view(m, positions.get(m.id, (1, 1))) for m in path]
+        views = [self._view(m, positions.get(m.id, (1, 1))) for m in path]
+        if views and views[-1].role == "user" and not streaming:
+            views[-1] = replace(views[-1], unanswered=True)
+        return views
 
     @staticmethod
     def _view(message: Message, position: tuple[int, int]) -> MessageView:
@@ -153,89 +266,159 @@ class ChatController(QObject):
 
     # --- sending ---
 
-    def send(self, text: str) -> None:
-        if self.busy:
-            return
-        if not self.model_ref:
-            self.notice.emit("Choose a model first: pick one above, or download one in Settings.", "settings")
-            return
-        if self.conversation_id is None:
-            conv = self.store.create_conversation(model=self.model_ref, model_revision=self.model_revision,
-                                                  system_prompt=self.system_prompt, settings=self.sampling.to_dict())
-            self.conversation_id = conv.id
-            self.conversationChanged.emit(conv.id)
-        self._fix_unanswered_end()
-        turn = start_turn(self.store, self.conversation_id, text, model=self.model_ref,
-                          model_revision=self.model_revision, settings=self.sampling)
+    def send(self, text: str) -> bool:
+        """Send a message in the open conversation (a new one if none). False, with `refused`
+        saying why, when it cannot be sent; the caller keeps the text then."""
+        if not text.strip() or not self._can_start():
+            return False
+        try:
+            if self.conversation_id is None:
+                if not self._chosen_for_new_chat:
+                    self._apply_new_chat_defaults()  # a preset made default since this chat opened
+                conv = self.store.create_conversation(model=self.model_ref, model_revision=self.model_revision,
+                                                      system_prompt=self.system_prompt,
+                                                      settings=self.sampling.to_dict())
+                self.conversation_id = conv.id
+                self.conversationChanged.emit(conv.id)
+            turn = self._record_turn(text)
+        except HistoryError as exc:
+            self.refused.emit(f"Not sent: {exc} Your message is still here.")
+            return False
         self._start(turn)
         self.historyChanged.emit()
+        return True
 
-    def _fix_unanswered_end(self) -> None:
-        """A conversation ending in a user message (its answer failed) continues from before it."""
-        path = self.store.active_path(self.conversation_id)
-        if path and path[-1].role == "user":
-            self.store.delete_message(path[-1].id)
+    def _can_start(self) -> bool:
+        """Whether an answer can start now; if not, `refused` says why."""
+        if self._turn is not None:
+            if self.answering_here:
+                self.refused.emit("Still answering here. Stop the answer (Esc) or wait for it; your message "
+                                  "stays in the box.")
+            else:
+                self.refused.emit(f"Still answering in “{self._title(self._turn.conversation_id)}”: one answer "
+                                  f"is written at a time. Your message stays in the box; send it when that "
+                                  f"answer is done, or stop it there.")
+            return False
+        if not self.model_ref:
+            self.refused.emit("No model is loaded: choose one in the Model list above, or get one in "
+                              "Settings. Your message stays in the box.")
+            return False
+        return True
 
-    def _start(self, turn: RecordedTurn, continuing: bool = False) -> None:
-        self._turn, self._turn_conversation = turn, self.conversation_id
-        self.refresh_without_stream(turn)
-        self.transcript.begin_answer()
-        if continuing:
-            self.transcript.append_text(turn.prefix)
-        request = GenerationRequest(turn.messages, self.sampling, self.conversation_id, continue_answer=continuing)
-        self._request = self.bridge.generate(request)
+    def _title(self, conversation_id: str) -> str:
+        try:
+            return self.store.conversation(conversation_id).title
+        except HistoryError:
+            return "another chat"
+
+    def _record_turn(self, text: str) -> RecordedTurn:
+        """The user message and an empty answer, in the history. A conversation ending in a message
+        that was never answered gets the new one beside it (a branch), so neither is lost."""
+        last = self.store.active_path(self.conversation_id, last=1)
+        if not last or last[-1].role != "user":
+            return start_turn(self.store, self.conversation_id, text, model=self.model_ref,
+                              model_revision=self.model_revision, settings=self.sampling)
+        user = self.store.add_user_message(self.conversation_id, text, parent_id=last[-1].parent_id, branch=True)
+        return self._begin_answer(user.id, user)
+
+    def _begin_answer(self, user_message_id: str, user: Message | None = None) -> RecordedTurn:
+        answer = self.store.begin_answer(self.conversation_id, user_message_id, model=self.model_ref,
+                                         model_revision=self.model_revision, settings=self.sampling.to_dict(),
+                                         seed=self.sampling.seed)
+        messages = engine_messages(self.store, self.store.conversation(self.conversation_id))[:-1]
+        return RecordedTurn(user, answer, AnswerWriter(self.store, answer.id), messages)
+
+    def _start(self, recorded: RecordedTurn) -> None:
+        request = GenerationRequest(recorded.messages, self.sampling, self.conversation_id,
+                                    continue_answer=recorded.continuing)
+        self._turn = ActiveTurn(self.bridge.generate(request), self.conversation_id, recorded)
+        self.refresh()
         self.busyChanged.emit(True)
-
-    def refresh_without_stream(self, turn: RecordedTurn) -> None:
-        path, total = self.store.active_path_tail(self.conversation_id, None if self.show_all else VISIBLE + 1)
-        shown = [m for m in path if m.id != turn.answer.id]
-        self.transcript.show_messages(self._views(shown), total - len(path))
+        self.generatingChanged.emit(self.conversation_id)
 
     def stop(self) -> None:
-        if self._request is not None:
-            self.bridge.cancel(self._request)
+        """Stop the answer being written in the conversation on screen (Stop, Esc)."""
+        if self.answering_here:
+            self.bridge.cancel(self._turn.request_id)
+
+    def stop_any(self) -> None:
+        """Stop the answer being written, wherever it is (the model changes or goes)."""
+        if self._turn is not None:
+            self.bridge.cancel(self._turn.request_id)
 
     # --- streaming ---
 
     def _on_text(self, request_id: int, text: str) -> None:
-        if request_id != self._request:
+        if self._turn is None or request_id != self._turn.request_id:
             return
-        self._pending += text
+        self._turn.pending += text
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
     def _flush(self) -> None:
-        if not self._pending or self._turn is None:
+        turn = self._turn
+        if turn is None or not turn.pending:
             return
-        text, self._pending = self._pending, ""
-        self._turn.writer.append(text)
-        if self.conversation_id == self._turn_conversation:
+        text, turn.pending = turn.pending, ""
+        turn.recorded.writer.append(text)
+        if self.conversation_id == turn.conversation_id:
             self.transcript.append_text(text)
 
+    def _on_model_loaded(self, loaded: dict) -> None:
+        self._context_length = loaded["context_length"]
+
     def _on_prompt_ready(self, request_id: int, ready: dict) -> None:
-        if request_id == self._request:
-            self._context_length = ready["context_length"]
-            self.contextChanged.emit(ready["prompt_tokens"], ready["context_length"], len(ready["dropped_messages"]))
+        if self._turn is None or request_id != self._turn.request_id:
+            return
+        self._turn.prompt_tokens = ready["prompt_tokens"]
+        self._turn.dropped = len(ready["dropped_messages"])
+        self._context_length = ready["context_length"]
+        if self.answering_here:
+            self.contextChanged.emit(self._turn.prompt_tokens, self._context_length, self._turn.dropped)
+
+    def _on_prompt_progress(self, request_id: int, done: int, total: int) -> None:
+        if self._turn is not None and request_id == self._turn.request_id and self.answering_here:
+            self.promptProgress.emit(done, total)
 
     def _on_finished(self, request_id: int, data: dict[str, Any]) -> None:
-        if request_id != self._request or self._turn is None:
+        if self._turn is None or request_id != self._turn.request_id:
             return
         self._flush()
+        turn, self._turn = self._turn, None
         result = _finished(data)
-        if result.prompt_tokens:
-            self.contextChanged.emit(result.prompt_tokens + result.generation_tokens,
-                                     self._context_length, len(result.dropped_messages))
-        turn, self._turn, self._request = self._turn, None, None
+        answered = self._close_answer(turn.recorded, result)
+        here = self.conversation_id == turn.conversation_id
+        if result.finish_reason == "error":
+            self.notice.emit(self._failure_text(result, answered, turn.conversation_id),
+                             "settings" if "model" in (result.error or "") else "")
+        elif not answered and here:
+            self.notice.emit("Stopped before the answer began. Your message is kept: Retry answers it, "
+                             "Edit changes it.", "")
+        if here:
+            self.refresh()
+            if result.prompt_tokens:
+                self.contextChanged.emit(result.prompt_tokens + result.generation_tokens,
+                                         self._context_length, len(result.dropped_messages))
+        self.busyChanged.emit(False)
+        self.generatingChanged.emit("")
+        self.historyChanged.emit()
+
+    def _close_answer(self, recorded: RecordedTurn, result: Finished) -> bool:
+        """Save the answer; one that never began is removed, and the user's message stays."""
         try:
-            finish_turn(self.store, turn, result)
+            if result.text or result.finish_reason not in ("cancelled", "error") or recorded.continuing:
+                finish_turn(self.store, recorded, result)
+                return True
+            self.store.delete_message(recorded.answer.id)
         except HistoryError:
             pass  # the conversation was deleted meanwhile
-        if result.finish_reason == "error":
-            self.notice.emit(result.error or "The answer failed.", "settings" if "model" in (result.error or "") else "")
-        self.busyChanged.emit(False)
-        if self.conversation_id == self._turn_conversation:
-            self.refresh()
-        self.historyChanged.emit()
+        return False
+
+    def _failure_text(self, result: Finished, answered: bool, conversation_id: str) -> str:
+        reason = result.error or "The answer failed."
+        where = "" if conversation_id == self.conversation_id else f" (in “{self._title(conversation_id)}”)"
+        kept = " The answer so far is kept." if answered else " Your message is kept: Retry or Edit it."
+        return f"{reason}{where}{kept}"
 
     def save_partial_for_quit(self) -> None:
         """At quit mid-answer: save what streamed so far as a stopped answer, at once."""
@@ -243,7 +426,7 @@ class ChatController(QObject):
             return
         self._flush()
         try:
-            self._turn.writer.finish(finish_reason="cancelled")
+            self._turn.recorded.writer.finish(finish_reason="cancelled")
         except HistoryError:
             pass
         self._turn = None
@@ -256,7 +439,7 @@ class ChatController(QObject):
             self.refresh()
             return
         handler = {"copy": self._copy, "code": self._copy_code, "regenerate": self.regenerate,
-                   "edit": self.edit, "prev": lambda m, n: self._switch(m, -1),
+                   "edit": self.edit, "retry": self.retry, "prev": lambda m, n: self._switch(m, -1),
                    "next": lambda m, n: self._switch(m, +1), "continue": self.continue_answer}.get(action)
         if handler is not None:
             handler(message_id, number)
@@ -271,14 +454,17 @@ class ChatController(QObject):
 
     def regenerate(self, message_id: str, _number: int = 0) -> None:
         """A new version of this answer beside the old one (a branch)."""
-        if self.busy or not self.model_ref:
-            return
-        parent = self.store.message(message_id).parent_id
-        self._answer_after(parent)
+        if self._can_start():
+            self._start(self._begin_answer(self.store.message(message_id).parent_id))
+
+    def retry(self, message_id: str, _number: int = 0) -> None:
+        """Answer a message whose answer never began."""
+        if self._can_start():
+            self._start(self._begin_answer(message_id))
 
     def edit(self, message_id: str, _number: int = 0, new_text: str | None = None) -> None:
         """Edit a user message: a new version (a branch), answered afresh."""
-        if self.busy or not self.model_ref:
+        if not self._can_start():
             return
         original = self.store.message(message_id)
         if new_text is None:
@@ -291,27 +477,20 @@ class ChatController(QObject):
             return
         edited = self.store.add_user_message(original.conversation_id, new_text, parent_id=original.parent_id,
                                              branch=True)
-        self._answer_after(edited.id)
-
-    def _answer_after(self, user_message_id: str) -> None:
-        answer = self.store.begin_answer(self.conversation_id, user_message_id, model=self.model_ref,
-                                         model_revision=self.model_revision, settings=self.sampling.to_dict(),
-                                         seed=self.sampling.seed)
-        messages = engine_messages(self.store, self.store.conversation(self.conversation_id))[:-1]
-        self._start(RecordedTurn(None, answer, AnswerWriter(self.store, answer.id), messages))
+        self._start(self._begin_answer(edited.id, edited))
 
     def continue_answer(self, message_id: str, _number: int = 0) -> None:
-        if self.busy or not self.model_ref:
+        if not self._can_start():
             return
         path = self.store.active_path(self.conversation_id)
         if not path or path[-1].id != message_id:
             self.store.select_branch(message_id)
-        self._start(start_continuation(self.store, self.conversation_id), continuing=True)
+        self._start(start_continuation(self.store, self.conversation_id))
 
     def _switch(self, message_id: str, step: int) -> None:
         siblings = self.store.siblings(message_id)
         index = siblings.index(message_id) + step
-        if 0 <= index < len(siblings) and not self.busy:
+        if 0 <= index < len(siblings) and not self.answering_here:
             self.store.select_branch(siblings[index])
             self.refresh()
 

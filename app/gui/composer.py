@@ -47,7 +47,8 @@ class MessageEdit(QPlainTextEdit):
 
 class Composer(QWidget):
     """Signals:
-        send(str): the user sent this text.
+        send(str): the user asked to send this text. The box keeps it until `message_sent()`: a
+            message that could not be sent is never lost.
         stop(): stop the answer being generated.
     """
 
@@ -61,15 +62,18 @@ class Composer(QWidget):
         self.edit.setPlaceholderText("Message the model (Enter sends, Shift+Enter adds a line)")
         self.edit.setMaximumHeight(160)
         self.edit.sendRequested.connect(self._send)
-        self.edit.stopRequested.connect(self.stop.emit)
+        self.edit.stopRequested.connect(self._stop)
         self.edit.pasteRefused.connect(self.show_notice)
-        self.send_button = QPushButton("Send", clicked=self._send)
+        self.send_button = QPushButton("Send")
+        self.send_button.clicked.connect(self._send)
         self.send_button.setAccessibleName("Send message")
-        self.stop_button = QPushButton("Stop", clicked=self.stop.emit)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self._stop)
         self.stop_button.setAccessibleName("Stop generating")
         self.stop_button.hide()
         self.notice = QLabel()
         self.notice.setWordWrap(True)
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)  # it can quote a chat's title
         self.notice.setAccessibleName("Composer notice")
         self.notice.hide()
         buttons = QVBoxLayout()
@@ -84,12 +88,19 @@ class Composer(QWidget):
         layout.addWidget(self.notice)
         layout.addLayout(row)
 
+    # Slots, not the signals' emit: clicked(bool) would hand its `checked` to a signal with no
+    # arguments, and the click would do nothing.
     def _send(self) -> None:
         text = self.edit.toPlainText()
-        if not text.strip() or self.stop_button.isVisible():
-            return
+        if text.strip():
+            self.send.emit(text)
+
+    def _stop(self) -> None:
+        self.stop.emit()
+
+    def message_sent(self) -> None:
+        """The message was taken: empty the box."""
         self.notice.hide()
-        self.send.emit(text)
         self.edit.clear()
 
     def set_generating(self, generating: bool) -> None:

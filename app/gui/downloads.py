@@ -37,6 +37,7 @@ from engine.library.downloads import DownloadDone, DownloadJob, DownloadProgress
 
 from .background import run_in_background
 from .importer import AcquireProcess
+from .plain_text import plain_tooltip
 
 REFRESH_MS = 300  # the list is redrawn at most about three times a second
 # States of a row while a worker thread runs its job.
@@ -134,7 +135,7 @@ class DownloadListModel(QAbstractListModel):
         RowRole: lambda r: r,
         Qt.ItemDataRole.DisplayRole: DownloadRow.summary,
         Qt.ItemDataRole.AccessibleTextRole: lambda r: r.summary() + (f". {r.error}" if r.error else ""),
-        Qt.ItemDataRole.ToolTipRole: lambda r: r.error or r.message or r.summary(),
+        Qt.ItemDataRole.ToolTipRole: lambda r: plain_tooltip(r.error or r.message or r.summary()),
     }
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -6,8 +6,10 @@ and every slow thing (model scans, loads, downloads) reports back through signal
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+import sys
+
+from PySide6.QtCore import QByteArray, QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractButton,
     QComboBox,
@@ -15,7 +17,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -32,6 +33,7 @@ from .background import run_in_background
 from .bridge import EngineBridge
 from .chat import ChatController
 from .composer import Composer
+from .plain_text import plain, plain_tooltip
 from .prefs import Prefs
 from .sidebar import Sidebar
 from .transcript import TranscriptView
@@ -39,17 +41,23 @@ from .welcome import WelcomePage
 
 
 class MainWindow(QMainWindow):
+    keeps_running_when_closed = sys.platform == "darwin"  # Cmd+W hides the window; Cmd+Q quits
+
     def __init__(self, store: HistoryStore, prefs: Prefs, bridge: EngineBridge, downloads=None) -> None:
         super().__init__()
         self.store, self.prefs, self.bridge, self.downloads = store, prefs, bridge, downloads
         self.setWindowTitle("Hearth")
         self.setAccessibleName("Hearth")
         self._settings_dialog = None
+        self._shut_down = False
         self._models: list[library.InstalledModel] = []
         self._build()
         self._build_menus()
         self._connect()
         self._restore_state()
+        app = QGuiApplication.instance()
+        app.aboutToQuit.connect(self._shut_down_everything)  # a quit from the Dock, the window hidden
+        app.applicationStateChanged.connect(self._on_application_state)
         QTimer.singleShot(0, self._after_show)
 
     # --- layout ---
@@ -58,9 +66,7 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar(self.store)
         self.transcript = TranscriptView()
         self.composer = Composer()
-        self.chat = ChatController(self.store, self.bridge, self.transcript, self)
-        self.chat.sampling = self.prefs.sampling()
-        self.chat.system_prompt = self.prefs.get("generation/system_prompt")
+        self.chat = ChatController(self.store, self.bridge, self.transcript, self.prefs, self)
         chat_page = QWidget()
         column = QVBoxLayout(chat_page)
         column.setContentsMargins(0, 0, 0, 0)
@@ -93,7 +99,7 @@ class MainWindow(QMainWindow):
         self.model_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_picker.setMinimumContentsLength(24)
         self.model_picker.view().setAccessibleName("Installed models")
-        self.model_state = QLabel("No model loaded")
+        self.model_state = plain(QLabel("No model loaded"))
         self.model_state.setAccessibleName("Model state")
         # Long states (name, size, memory) must not widen the window: they are cut, with a tooltip.
         self.model_state.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -124,7 +130,7 @@ class MainWindow(QMainWindow):
     def _build_banner(self) -> QWidget:
         self.banner = QWidget()
         self.banner.setAccessibleName("Notice")
-        self.banner_text = QLabel()
+        self.banner_text = plain(QLabel())  # errors quote folder names, files, servers
         self.banner_text.setWordWrap(True)
         self.banner_action = QPushButton("Open Settings", clicked=self.open_settings)
         self.banner_action.setAccessibleName("Open Settings")
@@ -147,7 +153,7 @@ class MainWindow(QMainWindow):
         self.context_meter.setTextVisible(True)
         self.context_meter.setFormat("context: %v of %m tokens")
         self.context_meter.setMaximumHeight(18)
-        self.context_note = QLabel()
+        self.context_note = plain(QLabel())
         self.context_note.setAccessibleName("Context note")
         self.context_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress_note = QLabel()
@@ -162,15 +168,15 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "New Chat", self.chat.new_chat, QKeySequence.StandardKey.New)
         self._action(file_menu, "Export Conversation…", self._export_current)
         file_menu.addSeparator()
-        self._action(file_menu, "Close Window", self.close, QKeySequence.StandardKey.Close)
-        quit_action = self._action(file_menu, "Quit Hearth", self.close, QKeySequence.StandardKey.Quit)
+        self._action(file_menu, "Close Window", self.close_window, QKeySequence.StandardKey.Close)
+        quit_action = self._action(file_menu, "Quit Hearth", self.quit_app, QKeySequence.StandardKey.Quit)
         quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         edit_menu = self.menuBar().addMenu("&Edit")
         for name, key in (("Undo", QKeySequence.StandardKey.Undo), ("Redo", QKeySequence.StandardKey.Redo),
                           ("Cut", QKeySequence.StandardKey.Cut), ("Copy", QKeySequence.StandardKey.Copy),
                           ("Paste", QKeySequence.StandardKey.Paste),
                           ("Select All", QKeySequence.StandardKey.SelectAll)):
-            self._action(edit_menu, name, lambda n=name: self._edit_command(n), key)
+            self._action(edit_menu, name, self._edit_command(name), key)
         edit_menu.addSeparator()
         self._action(edit_menu, "Find in Conversations", self.sidebar.focus_search, QKeySequence.StandardKey.Find)
         prefs = self._action(edit_menu, "Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
@@ -188,12 +194,18 @@ class MainWindow(QMainWindow):
         menu.addAction(action)
         return action
 
-    def _edit_command(self, name: str) -> None:
-        widget = self.focusWidget()
+    def _edit_command(self, name: str):
+        """A slot doing this Edit menu command in the focused text view. A closure with no
+        arguments: triggered(bool) would put `checked` into a `lambda n=name:`'s n."""
         method = {"Undo": "undo", "Redo": "redo", "Cut": "cut", "Copy": "copy", "Paste": "paste",
                   "Select All": "selectAll"}[name]
-        if widget is not None and hasattr(widget, method):
-            getattr(widget, method)()
+
+        def run() -> None:
+            widget = self.focusWidget()
+            if widget is not None and hasattr(widget, method):
+                getattr(widget, method)()
+
+        return run
 
     # --- wiring ---
 
@@ -202,9 +214,11 @@ class MainWindow(QMainWindow):
         self.sidebar.newChatRequested.connect(self.chat.new_chat)
         self.sidebar.deleteRequested.connect(self._on_delete_requested)
         self.sidebar.exportRequested.connect(self._export)
-        self.composer.send.connect(self.chat.send)
+        self.composer.send.connect(self._send_message)
         self.composer.stop.connect(self.chat.stop)
         self.chat.busyChanged.connect(self.composer.set_generating)
+        self.chat.refused.connect(self.composer.show_notice)
+        self.chat.generatingChanged.connect(self.sidebar.set_generating)
         self.chat.busyChanged.connect(lambda busy: busy or self.progress_note.clear())
         self.chat.historyChanged.connect(self._refresh_sidebar)
         self.chat.conversationChanged.connect(self._on_conversation_changed)
@@ -260,8 +274,7 @@ class MainWindow(QMainWindow):
         ref = self.model_picker.itemData(index)
         if not ref or ref == self.chat.model_ref:
             return
-        if self.chat.busy:
-            self.chat.stop()
+        self.chat.stop_any()
         self.chat.model_ref = ref
         context = self.prefs.get("generation/context_length") or None
         self.bridge.load(ref, context_length=context)
@@ -293,7 +306,7 @@ class MainWindow(QMainWindow):
 
     def _set_model_state(self, text: str, loaded: bool) -> None:
         self.model_state.setText(text)
-        self.model_state.setToolTip(text)
+        self.model_state.setToolTip(plain_tooltip(text))
         self.unload_button.setEnabled(loaded)
         self.loading_bar.hide()
         self._model_text = text if loaded else ""
@@ -317,7 +330,7 @@ class MainWindow(QMainWindow):
                 self._set_model_state("No model loaded", loaded=False)
 
     def _unload(self) -> None:
-        self.chat.stop()
+        self.chat.stop_any()
         self.chat.model_ref = None
         self.bridge.unload()
 
@@ -330,12 +343,13 @@ class MainWindow(QMainWindow):
     def _on_conversation_changed(self, conversation_id: str) -> None:
         self.prefs.set("window/last_conversation", conversation_id)
         self.sidebar.select(conversation_id or None)
-        self.context_note.clear()
-        self.context_meter.setValue(0)
+
+    def _send_message(self, text: str) -> None:
+        if self.chat.send(text):
+            self.composer.message_sent()
 
     def _on_delete_requested(self, conversation_id: str) -> None:
-        if self.chat.conversation_id == conversation_id:
-            self.chat.open(None)
+        self.chat.conversation_deleted(conversation_id)
 
     def _export_current(self) -> None:
         if self.chat.conversation_id:
@@ -360,11 +374,12 @@ class MainWindow(QMainWindow):
                           lambda e: self.show_notice(f"Export failed: {e}", ""), self)
 
     def _on_context(self, prompt_tokens: int, context_length: int, dropped: int) -> None:
-        self.context_meter.setMaximum(context_length)
+        if context_length:  # 0 (no model yet) would turn the bar into a busy indicator
+            self.context_meter.setMaximum(context_length)
         self.context_meter.setValue(min(prompt_tokens, context_length))
         note = self.chat.dropped_description(dropped)
         self.context_note.setText(note)
-        self.context_note.setToolTip(note)
+        self.context_note.setToolTip(plain_tooltip(note))
 
     def _on_prompt_progress(self, done: int, total: int) -> None:
         self.progress_note.setText(f"Reading the prompt… {100 * done // max(total, 1)}%" if done < total else "")
@@ -372,11 +387,9 @@ class MainWindow(QMainWindow):
     def _edit_system_prompt(self) -> None:
         from .system_prompt import SystemPromptDialog
 
-        dialog = SystemPromptDialog(self.store, self._current_system_prompt(), self)
+        dialog = SystemPromptDialog(self.store, self.chat.system_prompt, self)
         if dialog.exec():
-            self.chat.system_prompt = dialog.text()
-            if self.chat.conversation_id:
-                self.store.set_system_prompt(self.chat.conversation_id, dialog.text())
+            self.chat.set_system_prompt(dialog.text())
 
     def _edit_sampling(self) -> None:
         from .sampling_dialog import SamplingDialog
@@ -384,11 +397,6 @@ class MainWindow(QMainWindow):
         dialog = SamplingDialog(self.chat.sampling, self)
         if dialog.exec():
             self.chat.set_sampling(dialog.result_settings)
-
-    def _current_system_prompt(self) -> str:
-        if self.chat.conversation_id:
-            return self.store.conversation(self.chat.conversation_id).system_prompt
-        return self.chat.system_prompt
 
     # --- notices, settings ---
 
@@ -416,17 +424,43 @@ class MainWindow(QMainWindow):
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
 
-    def closeEvent(self, event: QCloseEvent) -> None:
+    def close_window(self) -> None:
+        """File > Close Window (Cmd+W). On a Mac the app goes on running without its window (an
+        answer or a download continues) and clicking its Dock icon brings the window back; elsewhere
+        closing the only window quits."""
+        if self.keeps_running_when_closed:
+            self._save_window_state()
+            self.hide()
+        else:
+            self.close()
+
+    def quit_app(self) -> None:
+        """Hearth > Quit (Cmd+Q): save, stop the engine and downloads, and quit."""
+        self.close()
+        QCoreApplication.quit()
+
+    def _on_application_state(self, state: Qt.ApplicationState) -> None:
+        if state == Qt.ApplicationState.ApplicationActive and not self.isVisible() and not self._shut_down:
+            self.show()  # the Dock icon clicked while the window was closed (Cmd+W)
+
+    def _save_window_state(self) -> None:
         self.prefs.set("window/geometry", self.saveGeometry())
         self.prefs.set("window/splitter", self.splitter.saveState())
         self.prefs.sync()
+
+    def _shut_down_everything(self) -> None:
+        """At quit: keep what was typed and streamed, finish deletes, stop the worker threads."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.chat.save_partial_for_quit()
         self.sidebar.commit_deletes()
         if self.downloads is not None:
             self.downloads.shutdown(10.0)
         self.bridge.shutdown(10.0)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._save_window_state()
+        self._shut_down_everything()
         event.accept()
 
-
-def confirm(parent, title: str, text: str) -> bool:
-    return QMessageBox.question(parent, title, text) == QMessageBox.StandardButton.Yes

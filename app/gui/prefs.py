@@ -2,13 +2,15 @@
 
 Stored with QSettings in an INI file in Hearth's config folder (so HEARTH_HOME moves it too), never
 pickled. Conversations and models have their own stores; this is only how the app looks and behaves.
+Every change is announced through `changed`, so what depends on a setting takes effect at once.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QObject, QSettings, Signal
 
 from engine import paths
 from engine.sampling import SamplingSettings
@@ -22,8 +24,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Prefs:
-    def __init__(self) -> None:
+class Prefs(QObject):
+    """Signals:
+        changed(str): the key whose value changed (only when the value differs).
+    """
+
+    changed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         path = paths.config_dir() / "hearth.ini"
         self._settings = QSettings(str(path), QSettings.Format.IniFormat)
 
@@ -41,7 +50,10 @@ class Prefs:
 
     def set(self, key: str, value: Any) -> None:
         # QSettings writes the file on its own shortly after, and at exit; no disk wait here.
+        if self._settings.contains(key) and self._settings.value(key) == value:
+            return
         self._settings.setValue(key, value)
+        self.changed.emit(key)
 
     def sync(self) -> None:
         self._settings.sync()
@@ -49,8 +61,6 @@ class Prefs:
     def sampling(self) -> SamplingSettings:
         stored = self._settings.value("generation/sampling")
         if isinstance(stored, str) and stored:
-            import json
-
             try:
                 return SamplingSettings.from_dict(json.loads(stored))
             except (ValueError, TypeError):
@@ -58,8 +68,6 @@ class Prefs:
         return SamplingSettings()
 
     def set_sampling(self, settings: SamplingSettings) -> None:
-        import json
-
         self.set("generation/sampling", json.dumps(settings.to_dict()))
 
     def raw(self) -> QSettings:

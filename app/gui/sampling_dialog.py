@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from engine.errors import HearthError
 from engine.sampling import SamplingSettings
 
+from .plain_text import plain
 from .settings.generation_page import SamplingForm
 
 
@@ -33,7 +34,7 @@ class SamplingDialog(QDialog):
         self.stop = QPlainTextEdit("\n".join(settings.stop))
         self.stop.setAccessibleName("Stop strings, one per line")
         self.stop.setMaximumHeight(70)
-        self.error = QLabel()
+        self.error = plain(QLabel())
         self.error.setAccessibleName("Sampling error")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._accept)

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QTextDocument
+from PySide6.QtGui import QAction, QKeyEvent, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QHBoxLayout,
@@ -37,6 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.history import HistoryStore
+
+from .plain_text import plain
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 PINNED_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -55,6 +57,7 @@ class ConversationListModel(QAbstractListModel):
         self._rows: list[dict[str, Any]] = []
         self._hidden: set[str] = set()  # deleted, waiting for the undo time to pass
         self.query = ""
+        self.generating: str | None = None  # the conversation an answer is being written in
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -63,10 +66,13 @@ class ConversationListModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         row = self._rows[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
-            return ("📌 " if row["pinned"] else "") + row["title"]
+        answering = row["id"] == self.generating
+        if role == Qt.ItemDataRole.DisplayRole:
+            return ("✎ " if answering else "") + ("📌 " if row["pinned"] else "") + row["title"]
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return row["title"] + (", pinned" if row["pinned"] else "") + (", answering" if answering else "")
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row["title"]
+            return row["title"] + (" (answering…)" if answering else "")
         return {ID_ROLE: row["id"], PINNED_ROLE: row["pinned"], SNIPPET_ROLE: row.get("snippet"),
                 MESSAGE_ROLE: row.get("message_id")}.get(role)
 
@@ -88,6 +94,13 @@ class ConversationListModel(QAbstractListModel):
 
     def row_of(self, conversation_id: str) -> int:
         return next((i for i, r in enumerate(self._rows) if r["id"] == conversation_id), -1)
+
+    def set_generating(self, conversation_id: str | None) -> None:
+        """Mark the conversation being answered (None: no answer is being written)."""
+        changed = {self.generating, conversation_id} - {None}
+        self.generating = conversation_id
+        for row in filter(lambda r: r >= 0, map(self.row_of, changed)):
+            self.dataChanged.emit(self.index(row), self.index(row))
 
     def hide(self, conversation_id: str) -> None:
         self._hidden.add(conversation_id)
@@ -134,10 +147,29 @@ class SnippetDelegate(QStyledItemDelegate):
         return doc
 
 
+class ConversationList(QListView):
+    """The list of conversations; the Delete key (or Backspace, the Mac's delete key) deletes the
+    selected one.
+
+    Signals:
+        deletePressed(str): delete this conversation (id).
+    """
+
+    deletePressed = Signal(str)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        index = self.currentIndex()
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and index.isValid():
+            self.deletePressed.emit(index.data(ID_ROLE))
+            return
+        super().keyPressEvent(event)
+
+
 class Sidebar(QWidget):
     """Signals:
         conversationChosen(str): a conversation was picked (id).
         newChatRequested(): the New chat button.
+        deleteRequested(str): a conversation was deleted (hidden, with undo): leave it, free its cache.
         deleteCommitted(str): a deleted conversation's undo time passed; it is gone.
         exportRequested(str): export this conversation.
     """
@@ -159,15 +191,17 @@ class Sidebar(QWidget):
         self.model.refresh()
 
     def _build(self) -> None:
-        self.new_button = QPushButton("New chat", clicked=self.newChatRequested.emit)
+        self.new_button = QPushButton("New chat")
+        self.new_button.clicked.connect(self._new_chat)  # not emit: clicked's `checked` would break it
         self.new_button.setAccessibleName("New chat")
         self.search = QLineEdit(placeholderText="Search conversations", clearButtonEnabled=True)
         self.search.setAccessibleName("Search conversations")
         for button in self.search.findChildren(QAbstractButton):  # the line edit's own clear button
             button.setAccessibleName("Clear search")
         self.search.textChanged.connect(self.model.set_query)
-        self.list = QListView()
+        self.list = ConversationList()
         self.list.setAccessibleName("Conversations")
+        self.list.deletePressed.connect(self.delete)
         self.list.setModel(self.model)
         self.list.setItemDelegate(SnippetDelegate(self.list))
         self.list.setUniformItemSizes(False)
@@ -185,7 +219,7 @@ class Sidebar(QWidget):
 
     def _build_undo_bar(self) -> QWidget:
         bar = QWidget()
-        self.undo_label = QLabel()
+        self.undo_label = plain(QLabel())
         self.undo_button = QPushButton("Undo", clicked=self.undo_delete)
         self.undo_button.setAccessibleName("Undo delete")
         row = QHBoxLayout(bar)
@@ -195,8 +229,14 @@ class Sidebar(QWidget):
         bar.hide()
         return bar
 
+    def _new_chat(self) -> None:
+        self.newChatRequested.emit()
+
     def refresh(self) -> None:
         self.model.refresh()
+
+    def set_generating(self, conversation_id: str) -> None:
+        self.model.set_generating(conversation_id or None)
 
     def select(self, conversation_id: str | None) -> None:
         row = self.model.row_of(conversation_id) if conversation_id else -1

@@ -36,12 +36,13 @@ class MessageView:
     version: int = 1
     versions: int = 1
     model: str | None = None
+    unanswered: bool = False  # a user message whose answer never began (stopped, failed)
 
 
 class TranscriptView(QTextBrowser):
     """Signals:
-        actionRequested(str, str, int): action (regenerate, edit, copy, prev, next, code, continue,
-            more), message id, and a number (the code block for "code").
+        actionRequested(str, str, int): action (regenerate, edit, retry, copy, prev, next, code,
+            continue, more), message id, and a number (the code block for "code").
     """
 
     actionRequested = Signal(str, str, int)
@@ -99,6 +100,8 @@ class TranscriptView(QTextBrowser):
         links = [f"<a href='hearth://copy/{message.id}'>Copy</a>"]
         if message.role == "user":
             links.append(f"<a href='hearth://edit/{message.id}'>Edit</a>")
+            if message.unanswered:
+                links.append(f"<a href='hearth://retry/{message.id}'>Retry</a> · <b>not answered</b>")
         else:
             links.append(f"<a href='hearth://regenerate/{message.id}'>Regenerate</a>")
         if message.versions > 1:

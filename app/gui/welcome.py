@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from engine.library import catalog
 from engine.library.acquire import Request, request_for_catalog
+
+from .plain_text import plain
 
 INTRO = (
     "<h2>Welcome to Hearth</h2>"
@@ -57,7 +61,7 @@ class WelcomePage(QScrollArea):
             "<p>No models were found in the Hugging Face cache yet.</p>")
         self.found.addWidget(QLabel(title), 0, 0, 1, 2)
         for row, model in enumerate(models, start=1):
-            self.found.addWidget(QLabel(f"{model.name} — {model.size_bytes / 1e9:.1f} GB"), row, 0)
+            self.found.addWidget(plain(QLabel(f"{model.name} — {model.size_bytes / 1e9:.1f} GB")), row, 0)
             button = QPushButton("Chat", clicked=lambda _=False, ref=model.ref: self.chatRequested.emit(ref))
             button.setAccessibleName(f"Chat with {model.name}")
             self.found.addWidget(button, row, 1)
@@ -70,11 +74,11 @@ class WelcomePage(QScrollArea):
             return
         self.others.addWidget(QLabel("<h3>Models from Ollama and LM Studio</h3>"), 0, 0, 1, 3)
         for row, model in enumerate(found, start=1):
-            self.others.addWidget(QLabel(f"{model.name} ({model.app}) — {model.size_bytes / 1e9:.1f} GB"), row, 0)
+            self.others.addWidget(plain(QLabel(f"{model.name} ({model.app}) — {model.size_bytes / 1e9:.1f} GB")), row, 0)
             button = QPushButton("Import", clicked=lambda _=False, m=model, r=row: self._import(m, r))
             button.setAccessibleName(f"Import {model.name} from {model.app}")
             self.others.addWidget(button, row, 1)
-            status = QLabel()
+            status = plain(QLabel())
             status.setAccessibleName(f"{model.name} import progress")
             self.others.addWidget(status, row, 2)
 
@@ -87,22 +91,22 @@ class WelcomePage(QScrollArea):
         try:
             entries = catalog.load()
         except Exception as exc:  # noqa: BLE001 - the page still works without the catalog
-            self.catalog_grid.addWidget(QLabel(f"The catalog cannot be read: {exc}"), 0, 0)
+            self.catalog_grid.addWidget(plain(QLabel(f"The catalog cannot be read: {exc}")), 0, 0)
             return
         fitting = [e for e in entries if e.fit().verdict != "too_large"]
         fitting.sort(key=lambda e: (not e.recommended, e.weight_bytes))
         for row, entry in enumerate(fitting):
             report = entry.fit()
-            label = QLabel(f"<b>{entry.name}</b>{' — recommended' if entry.recommended else ''}<br>"
+            label = QLabel(f"<b>{html.escape(entry.name)}</b>{' — recommended' if entry.recommended else ''}<br>"
                            f"{entry.download_bytes / 1e9:.1f} GB download · {report.verdict.replace('_', ' ')}: "
-                           f"{report.describe()}<br><small>{entry.license}</small>")
+                           f"{html.escape(report.describe())}<br><small>{html.escape(entry.license)}</small>")
             label.setWordWrap(True)
             label.setTextFormat(Qt.TextFormat.RichText)
             self.catalog_grid.addWidget(label, row, 0)
             button = QPushButton("Download", clicked=lambda _=False, e=entry, r=row: self._get(e, r))
             button.setAccessibleName(f"Download {entry.name}")
             self.catalog_grid.addWidget(button, row, 1)
-            status = QLabel()
+            status = plain(QLabel())
             status.setAccessibleName(f"{entry.name} progress")
             status.setWordWrap(True)
             self.catalog_grid.addWidget(status, row, 2)

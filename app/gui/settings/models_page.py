@@ -195,6 +195,7 @@ def _delete_confirmation(parent: QWidget, model: InstalledModel) -> QMessageBox:
     else:
         text = f"Delete {model.name}? This deletes its files and frees about {format_bytes(model.size_bytes)}."
     box = QMessageBox(QMessageBox.Icon.Question, "Delete model", text, QMessageBox.StandardButton.NoButton, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # the model's name and path
     box.setWindowModality(Qt.WindowModality.WindowModal)  # a sheet on macOS; the app keeps running
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     return named(box, "Confirm deleting a model")

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QAbstractItemView, QTableView
 
 from engine.fit import FitReport
 
+from ..plain_text import plain_tooltip
 from .widgets import named
 
 GiB = 1024**3
@@ -73,7 +74,7 @@ class RowTableModel(QAbstractTableModel):
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
             return column.text(row)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return (column.tooltip(row) if column.tooltip else "") or column.text(row)
+            return plain_tooltip((column.tooltip(row) if column.tooltip else "") or column.text(row))
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation,

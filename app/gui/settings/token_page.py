@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidg
 from engine.library import hub
 
 from ..background import run_in_background
+from ..plain_text import plain
 from ..prefs import Prefs
 from .widgets import Section, named, push_button
 
@@ -19,7 +20,7 @@ class TokenSection(Section):
     def __init__(self, prefs: Prefs, parent: QWidget | None = None) -> None:
         super().__init__("Token message", parent)
         self.prefs = prefs
-        self.status = named(QLabel(), "Stored token")
+        self.status = named(plain(QLabel()), "Stored token")  # names the Hub's user
         self.status.setWordWrap(True)
         self.entry = named(QLineEdit(), "Hugging Face token", "Hidden while typed; checked with the Hub on Save")
         self.entry.setEchoMode(QLineEdit.EchoMode.Password)
