@@ -234,24 +234,7 @@ def test_set_default_then_delete_a_cached_model(qtbot, tiny, open_dialog):
     assert library.default_model() is None
 
 
-def test_importing_a_bad_folder_shows_the_engines_error_inline(qtbot, model_copy, open_dialog):
-    bad = model_copy("spm_legacy", name="no-tokenizer")
-    (bad / "tokenizer.model").unlink()
-    dialog = open_dialog()
-    installed = dialog.models_page.installed
-    installed.import_folder(bad)
-    settle(qtbot)
-    assert installed.banner.is_error and installed.banner.isVisible()
-    assert "has no tokenizer: neither tokenizer.json nor tokenizer.model is there" in installed.banner.text()
-    assert QApplication.activeModalWidget() is None
-    assert installed.model.rowCount() == 0
-
-    good = model_copy("spm_legacy", name="good-model")
-    with qtbot.waitSignal(dialog.modelsChanged, timeout=TIMEOUT_MS):
-        installed.import_folder(good)
-    settle(qtbot)
-    assert not installed.banner.is_error
-    assert row_of(installed.model, "good-model")[7] == "Ready"
+# Importing through the buttons (folders, GGUF files, found models): tests/test_gui_add_model.py
 
 
 def test_reveal_runs_the_libraries_command(qtbot, tiny, open_dialog, monkeypatch):

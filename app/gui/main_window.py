@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from engine.history import HistoryStore
 from engine.library import library
 
+from .add_model import AddModelMixin
 from .background import run_in_background
 from .bridge import EngineBridge
 from .chat import ChatController
@@ -40,7 +41,7 @@ from .transcript import TranscriptView
 from .welcome import WelcomePage
 
 
-class MainWindow(QMainWindow):
+class MainWindow(AddModelMixin, QMainWindow):
     keeps_running_when_closed = sys.platform == "darwin"  # Cmd+W hides the window; Cmd+Q quits
 
     def __init__(self, store: HistoryStore, prefs: Prefs, bridge: EngineBridge, downloads=None) -> None:
@@ -53,6 +54,7 @@ class MainWindow(QMainWindow):
         self._models: list[library.InstalledModel] = []
         self._build()
         self._build_menus()
+        self._init_add_model()
         self._connect()
         self._restore_state()
         app = QGuiApplication.instance()
@@ -166,6 +168,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "New Chat", self.chat.new_chat, QKeySequence.StandardKey.New)
+        self._action(file_menu, "Add Model…", self.choose_model_to_add)
         self._action(file_menu, "Export Conversation…", self._export_current)
         file_menu.addSeparator()
         self._action(file_menu, "Close Window", self.close_window, QKeySequence.StandardKey.Close)

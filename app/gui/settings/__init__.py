@@ -20,7 +20,6 @@ from .appearance_page import (
 )
 from .catalog_page import (
     CATALOG_COLUMNS,
-    OLD_MLX_FILES,
     CatalogRow,
     CatalogSection,
     catalog_rows,
@@ -102,7 +101,6 @@ __all__ = [
     "MODEL_COLUMNS",
     "ModelRow",
     "ModelsPage",
-    "OLD_MLX_FILES",
     "PresetsBox",
     "RowTableModel",
     "SAVE_DELAY_MS",

@@ -8,15 +8,13 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from engine.fit import FitReport
 from engine.library import catalog
+from engine.library.acquire import request_for_catalog
 from engine.library.catalog import CatalogEntry
 
 from ..background import run_in_background
 from ..downloads import DownloadManager, format_bytes
 from .tables import Column, RowTableModel, fit_label, format_params, selected_row, table_view
 from .widgets import Section, hbox, push_button
-
-# Files of an old-layout MLX upload (mlx-examples): what engine.convert.old_mlx reads.
-OLD_MLX_FILES = ["config.json", "weights.npz", "tokenizer.model"]
 
 
 @dataclass(frozen=True)
@@ -102,9 +100,9 @@ class CatalogSection(Section):
         row = selected_row(self.view)
         if row is not None:
             entry = row.entry
-            files = [entry.file] if entry.file else OLD_MLX_FILES if entry.source == "old-mlx" else None
-            self.downloads.start(entry.repo_id, files=files)
-            self.banner.show_info(f"Downloading {entry.name}: follow it under Downloads.")
+            self.downloads.acquire(request_for_catalog(entry))
+            then = "" if entry.source == "mlx" else ", then converting it"
+            self.banner.show_info(f"Downloading {entry.name}{then}: follow it under Downloads.")
 
 
 # --- background work (plain functions: no widgets, no Qt models) ---

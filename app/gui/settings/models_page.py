@@ -4,18 +4,20 @@ holding it with the Catalog, Search, Downloads and Token tabs.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QProcess, Qt, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
+from engine.convert.discover import find_models
 from engine.fit import FitReport
 from engine.library import library
+from engine.library.acquire import Request
 from engine.library.library import InstalledModel
 
-from ..background import run_in_background
 from ..downloads import DownloadManager, format_bytes
 from ..prefs import Prefs
 from .catalog_page import CatalogSection
@@ -73,23 +75,33 @@ class InstalledSection(Section):
 
     modelsChanged = Signal()
 
-    def __init__(self, prefs: Prefs, parent: QWidget | None = None) -> None:
+    def __init__(self, prefs: Prefs, downloads: DownloadManager, parent: QWidget | None = None) -> None:
         super().__init__("Installed models message", parent)
-        self.prefs = prefs
+        self.prefs, self.downloads = prefs, downloads
+        self._importing: dict[str, str] = {}  # acquisition key -> the name shown while it runs
         self.model = RowTableModel(MODEL_COLUMNS, self)
         self.view = table_view(self.model, "Installed models")
         self.default_button = push_button("Set as Default", "Set as default model", self.set_default_selected)
         self.delete_button = push_button("Delete…", "Delete model", self.delete_selected,
                                          "Deletes a downloaded model's files; forgets an imported folder")
         self.reveal_button = push_button(_reveal_text(), "Show model folder", self.reveal_selected)
-        self.import_button = push_button("Import Folder…", "Import a model folder", self.choose_folder)
+        self.import_button = push_button("Import Folder…", "Import a model folder", self.choose_folder,
+                                         "An mlx-lm folder, an old MLX folder (weights.npz) or fp16 weights")
+        self.import_file_button = push_button("Import GGUF…", "Import a GGUF file", self.choose_gguf,
+                                              "A .gguf file as llama.cpp, Ollama or LM Studio keep them")
+        self.found_button = push_button("From Ollama / LM Studio", "Import a model Ollama or LM Studio downloaded",
+                                        self.show_found)
+        self.found_menu = QMenu(self)
+        self.found_menu.setAccessibleName("Models found on this Mac")
         self.refresh_button = push_button("Refresh", "Refresh installed models", self.refresh)
         self.confirm_box: QMessageBox | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(self.view)
         layout.addLayout(hbox(self.default_button, self.delete_button, self.reveal_button,
-                              self.import_button, self.refresh_button))
+                              self.refresh_button))
+        layout.addLayout(hbox(self.import_button, self.import_file_button, self.found_button))
         layout.addWidget(self.banner)
+        downloads.finished.connect(self._acquired)
         self.view.selectionModel().currentRowChanged.connect(self._update_buttons)
         self.model.modelReset.connect(self._update_buttons)
         self._update_buttons()
@@ -165,19 +177,52 @@ class InstalledSection(Section):
         dialog.open()
 
     def _folder_chosen(self, path: str) -> None:
-        self.import_folder(Path(path))
+        self.import_path(Path(path))
 
-    def import_folder(self, path: Path) -> None:
-        """Validate and add a folder in the background; the engine's own error shows inline."""
-        self.banner.show_info(f"Checking {path}…")
-        run_in_background(lambda: library.import_folder(path),
-                          lambda model: self._changed(f"Imported {model.name}."),
-                          lambda exc: self._import_failed(path, exc), parent=self)
+    def choose_gguf(self) -> None:
+        dialog = QFileDialog(self, "Import a GGUF file")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.setNameFilters(["GGUF models (*.gguf)", "All files (*)"])
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda path: self.import_path(Path(path)))
+        dialog.open()
 
-    def _import_failed(self, path: Path, exc: Exception) -> None:
-        self.banner.show_error(
-            f"Cannot import {path.name}: {exc}\nChoose a folder holding config.json, model*.safetensors "
-            f"and tokenizer files (an mlx-lm model), or convert the model first.")
+    def show_found(self) -> None:
+        """List what Ollama and LM Studio downloaded (found in the background), one action each."""
+        self.found_button.setEnabled(False)
+        self.run(find_models, self._show_found, "Could not look for Ollama and LM Studio models")
+
+    def _show_found(self, found: list) -> None:
+        self.found_button.setEnabled(True)
+        self.found_menu.clear()
+        if not found:
+            self.banner.show_info("No models from Ollama or LM Studio were found on this Mac.")
+            return
+        for model in found:
+            action = self.found_menu.addAction(f"{model.name} ({model.app}, {format_bytes(model.size_bytes)})")
+            action.triggered.connect(functools.partial(self._import_found, model))
+        self.found_menu.popup(self.found_button.mapToGlobal(self.found_button.rect().bottomLeft()))
+
+    def _import_found(self, model, _checked: bool = False) -> None:
+        self.import_path(model.path, model.name)
+
+    def import_path(self, path: Path, name: str | None = None) -> None:
+        """Any local model (mlx-lm or old MLX folder, GGUF file) through the acquisition pipeline;
+        its progress is under Downloads, its error inline here."""
+        self.banner.show_info(f"Importing {name or path.name}… (progress under Downloads)")
+        key = self.downloads.acquire(Request(str(path), name=name))
+        self._importing[key] = name or path.name
+
+    def _acquired(self, key: str, done: dict) -> None:
+        shown = self._importing.pop(key, None)
+        if shown is None:
+            return
+        if done.get("status") == "complete":
+            self._changed(f"Imported {shown} as {done['ref']}.")
+        elif done.get("status") == "failed":
+            self.banner.show_error(f"Cannot import {shown}: {done.get('error')}")
+        else:
+            self.banner.show_info(f"Importing {shown} was stopped.")
 
     def _changed(self, message: str) -> None:
         self.banner.show_info(message)
@@ -213,7 +258,7 @@ class ModelsPage(QTabWidget):
     def __init__(self, prefs: Prefs, downloads: DownloadManager, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         named(self, "Model sections")
-        self.installed = InstalledSection(prefs)
+        self.installed = InstalledSection(prefs, downloads)
         self.catalog = CatalogSection(downloads)
         self.search = SearchSection(downloads)
         self.downloads = DownloadsSection(downloads)
