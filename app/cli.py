@@ -230,7 +230,7 @@ def _check_text_options(parser: argparse.ArgumentParser, args: argparse.Namespac
                 parser.error(f"argument --{name}: not UTF-8 text")
 
 
-def check_top_k(args: argparse.Namespace) -> None:
+def _check_top_k(args: argparse.Namespace) -> None:
     """--top-k above the model's vocabulary, refused from its config before any weights load."""
     if not args.top_k:
         return
@@ -308,7 +308,7 @@ def _run(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     from .terminal import chat
 
-    check_top_k(args)
+    _check_top_k(args)
     return chat(args.model, sampling_from_args(args), system=args.system,
                 context_length=args.context, prompt_format=args.prompt_format,
                 save=not args.no_save, conversation=args.conversation)
@@ -318,7 +318,7 @@ def _generate(args: argparse.Namespace) -> int:
     from .terminal import generate_once
 
     messages = read_messages(args.messages)
-    check_top_k(args)
+    _check_top_k(args)
     return generate_once(args.model, messages, sampling_from_args(args),
                          as_json=args.json, context_length=args.context,
                          prompt_format=args.prompt_format, save=args.save,
@@ -329,7 +329,7 @@ def _prompt(args: argparse.Namespace) -> int:
     from .terminal import show_prompt
 
     messages = read_messages(args.messages)
-    check_top_k(args)
+    _check_top_k(args)
     sampling = sampling_from_args(args)  # rejects the same mistakes generate would
     return show_prompt(args.model, messages, as_json=args.json, context_length=args.context,
                        prompt_format=args.prompt_format, max_tokens=sampling.max_tokens)

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from engine.history import HistoryStore
 
-from .plain_text import plain
+from .plain_text import plain, plain_tooltip
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 PINNED_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -72,7 +72,7 @@ class ConversationListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return row["title"] + (", pinned" if row["pinned"] else "") + (", answering" if answering else "")
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row["title"] + (" (answering…)" if answering else "")
+            return plain_tooltip(row["title"] + (" (answering…)" if answering else ""))
         return {ID_ROLE: row["id"], PINNED_ROLE: row["pinned"], SNIPPET_ROLE: row.get("snippet"),
                 MESSAGE_ROLE: row.get("message_id")}.get(role)
 
