@@ -28,7 +28,6 @@ mlx-lm llama folder. Only rows move, so quantized groups (along columns) stay in
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import math
 import re
@@ -41,6 +40,7 @@ import numpy as np
 
 from . import common
 from .common import ConversionError, ConversionProgress, ProgressCallback
+from .gguf_tokenizer import tokenizer_files_for
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,6 @@ FLOAT_TYPES = ("F32", "F16", "BF16")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # Nearest MLX bit width for the types MLX cannot take as they are; anything else dequantizable -> 4.
 REQUANT_BITS = {"Q5_0": 5, "Q5_1": 5, "Q5_K": 5, "Q6_K": 6, "Q8_1": 8, "Q8_K": 8}
-
-# llama.cpp token types (tokenizer.ggml.token_type).
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 LAYER_TENSORS = {
@@ -74,16 +71,6 @@ LAYER_TENSORS = {
 LAYER_RE = re.compile(r"^blk\.(\d+)\.(\w+)\.weight$")
 # Tensors llama.cpp itself ignores (old conversions stored rotary tables per layer).
 IGNORED_RE = re.compile(r"^blk\.\d+\.attn_rot_embd\.weight$")
-
-# Byte-level pre-tokenizers (tokenizer.ggml.pre) that can be rebuilt: Llama 3's split pattern, and
-# GPT-2's own regex.
-LLAMA3_PRE = ("llama-bpe", "llama3", "smaug-bpe")
-GPT2_PRE = ("default", "gpt-2", "gpt2")
-LLAMA3_SPLIT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
 
 @dataclass(frozen=True)
 class TensorPlan:
@@ -629,188 +616,6 @@ class _ShardWriter:
             self.folder / "model.safetensors.index.json",
             {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map},
         )
-
-
-# --------------------------------------------------------------------------- tokenizer
-
-
-def tokenizer_files_for(meta: Metadata, config: dict[str, Any]) -> dict[str, bytes]:
-    """The tokenizer files to write (built in memory first, so a failure leaves nothing behind)."""
-    kind = meta.get("tokenizer.ggml.model")
-    if kind == "llama":
-        template = meta.get("tokenizer.chat_template") or _llama2_template(meta)
-        return {
-            "tokenizer.model": sentencepiece_model(meta),
-            "tokenizer_config.json": _json_bytes(_spm_tokenizer_config(meta, config, template)),
-        }
-    if kind == "gpt2":
-        return {
-            "tokenizer.json": byte_level_tokenizer_json(meta).encode("utf-8"),
-            "tokenizer_config.json": _json_bytes(_bpe_tokenizer_config(meta, config)),
-        }
-    what = "no tokenizer model" if kind is None else f"a {kind!r} tokenizer"
-    raise ConversionError(
-        f"{meta.file_name} has {what}; Hearth can rebuild sentencepiece ('llama') and byte-level BPE "
-        f"('gpt2') tokenizers only, so this tokenizer cannot be rebuilt."
-    )
-
-
-def _llama2_template(meta: Metadata) -> str | None:
-    """Llama 2 chat files from before templates were stored (TheBloke's) still need Meta's format."""
-    from ..prompts import LLAMA2_NAME
-
-    names = (str(meta.get("general.name", "")), meta.stem)
-    return common.LLAMA2_CHAT_TEMPLATE if any(LLAMA2_NAME.search(n) for n in names) else None
-
-
-def _vocabulary(meta: Metadata) -> tuple[list[str], list[int]]:
-    tokens = meta.require("tokenizer.ggml.tokens")
-    types = meta.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
-    if len(types) != len(tokens):
-        raise ConversionError(f"{meta.file_name} has {len(tokens)} tokens but {len(types)} token types.")
-    return tokens, types
-
-
-def sentencepiece_model(meta: Metadata) -> bytes:
-    """tokenizer.model rebuilt from a 'llama' GGUF vocabulary with Llama 2's sentencepiece settings."""
-    import sentencepiece
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    tokens, types = _vocabulary(meta)
-    scores = meta.get("tokenizer.ggml.scores")
-    if not scores or len(scores) != len(tokens):
-        # sentencepiece's BPE merges by piece score: without them the ids would be wrong.
-        raise ConversionError(f"The sentencepiece tokenizer of {meta.file_name} has no scores for its "
-                              f"{len(tokens)} tokens, so it cannot be rebuilt.")
-    unk = meta.get("tokenizer.ggml.unknown_token_id")
-    spm_type = pb.ModelProto.SentencePiece
-    piece_types = {NORMAL: spm_type.NORMAL, UNKNOWN: spm_type.UNKNOWN, CONTROL: spm_type.CONTROL,
-                   USER_DEFINED: spm_type.USER_DEFINED, UNUSED: spm_type.UNUSED, BYTE: spm_type.BYTE}
-    proto = pb.ModelProto()
-    for index, (token, score, kind) in enumerate(zip(tokens, scores, types, strict=True)):
-        piece = proto.pieces.add()
-        piece.piece, piece.score = token, float(score)
-        piece.type = piece_types.get(UNKNOWN if index == unk else kind, piece_types[NORMAL])
-    _set_trainer_spec(proto.trainer_spec, meta, tokens, [p.type for p in proto.pieces], pb)
-    normalizer = proto.normalizer_spec
-    normalizer.name = "identity"
-    normalizer.add_dummy_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
-    normalizer.remove_extra_whitespaces = False
-    normalizer.escape_whitespaces = True
-    data = proto.SerializeToString()
-    try:
-        sentencepiece.SentencePieceProcessor(model_proto=data)
-    except (RuntimeError, OSError) as exc:
-        raise ConversionError(
-            f"The tokenizer of {meta.file_name} cannot be rebuilt as sentencepiece: {exc}"
-        ) from exc
-    return data
-
-
-def _set_trainer_spec(
-    trainer: Any, meta: Metadata, tokens: list[str], piece_types: list[int], pb: Any
-) -> None:
-    """Llama 2's trainer settings; the ones that matter when encoding are BPE, byte fallback and
-    whitespace-only pieces (which keep runs of spaces together as Llama 2's tokenizer does)."""
-    trainer.model_type = pb.TrainerSpec.BPE
-    trainer.vocab_size = len(tokens)
-    trainer.byte_fallback = True
-    trainer.allow_whitespace_only_pieces = True
-    trainer.split_digits = True
-    unknown = [i for i, t in enumerate(piece_types) if t == pb.ModelProto.SentencePiece.UNKNOWN]
-    if len(unknown) != 1:
-        raise ConversionError(f"The tokenizer of {meta.file_name} has {len(unknown)} unknown-token entries "
-                              f"where sentencepiece needs exactly one, so it cannot be rebuilt.")
-    trainer.unk_id, trainer.unk_piece = unknown[0], tokens[unknown[0]]
-    control = pb.ModelProto.SentencePiece.CONTROL
-    for role in ("bos", "eos", "pad"):
-        key = "padding" if role == "pad" else role
-        token_id = meta.get(f"tokenizer.ggml.{key}_token_id")
-        usable = token_id is not None and 0 <= token_id < len(tokens) and piece_types[token_id] == control
-        setattr(trainer, f"{role}_id", int(token_id) if usable else -1)
-        if usable:
-            setattr(trainer, f"{role}_piece", tokens[token_id])
-
-
-def _spm_tokenizer_config(meta: Metadata, config: dict[str, Any], template: str | None) -> dict[str, Any]:
-    tokens, _types = _vocabulary(meta)
-    tokenizer_config = common.llama_tokenizer_config(template, legacy=True)
-    for role, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id")):
-        token_id = meta.get(f"tokenizer.ggml.{key}")
-        if token_id is not None and 0 <= token_id < len(tokens):
-            tokenizer_config[f"{role}_token"] = tokens[token_id]
-    tokenizer_config["add_bos_token"] = bool(meta.get("tokenizer.ggml.add_bos_token", True))
-    tokenizer_config["add_eos_token"] = bool(meta.get("tokenizer.ggml.add_eos_token", False))
-    tokenizer_config["model_max_length"] = config["max_position_embeddings"]
-    return tokenizer_config
-
-
-def byte_level_tokenizer_json(meta: Metadata) -> str:
-    """tokenizer.json for a 'gpt2' GGUF vocabulary: byte-level BPE from its tokens and merges."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    tokens, types = _vocabulary(meta)
-    # Llama 3 files converted before llama.cpp stored the pre-tokenizer name have none.
-    pre = meta.get("tokenizer.ggml.pre") or ("llama-bpe" if "<|begin_of_text|>" in tokens else "default")
-    if pre not in LLAMA3_PRE + GPT2_PRE:
-        raise ConversionError(f"{meta.file_name} splits text with the {pre!r} pre-tokenizer, which Hearth "
-                              f"does not know, so its tokenizer cannot be rebuilt.")
-    merges = [tuple(m.split(" ", 1)) for m in meta.require("tokenizer.ggml.merges")]
-    vocab = {token: index for index, token in enumerate(tokens)}
-    if len(vocab) != len(tokens):
-        raise ConversionError(f"The tokenizer of {meta.file_name} lists some tokens twice, so it "
-                              f"cannot be rebuilt.")
-    # llama.cpp takes a word that is a whole token as is, before merging (ignore_merges), for Llama 3.
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in LLAMA3_PRE))
-    if pre in LLAMA3_PRE:
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(LLAMA3_SPLIT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ])
-    else:
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
-                                  for i, t in enumerate(types) if t == CONTROL])
-    tokenizer.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
-                          for i, t in enumerate(types) if t == USER_DEFINED])
-    _add_bos_processor(tokenizer, meta, tokens)
-    return tokenizer.to_str()
-
-
-def _add_bos_processor(tokenizer: Any, meta: Metadata, tokens: list[str]) -> None:
-    from tokenizers import processors
-
-    bos = meta.get("tokenizer.ggml.bos_token_id")
-    if bos is None or not 0 <= bos < len(tokens) or not meta.get("tokenizer.ggml.add_bos_token", True):
-        return
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{tokens[bos]}:0 $A:0",
-        pair=f"{tokens[bos]}:0 $A:0 {tokens[bos]}:1 $B:1",
-        special_tokens=[(tokens[bos], int(bos))],
-    )
-
-
-def _bpe_tokenizer_config(meta: Metadata, config: dict[str, Any]) -> dict[str, Any]:
-    tokens, _types = _vocabulary(meta)
-    tokenizer_config: dict[str, Any] = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        # llama.cpp shows tokens as they are; no space clean-up on decode.
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": config["max_position_embeddings"],
-    }
-    for role in ("bos", "eos"):
-        token_id = meta.get(f"tokenizer.ggml.{role}_token_id")
-        if token_id is not None and 0 <= token_id < len(tokens):
-            tokenizer_config[f"{role}_token"] = tokens[token_id]
-    template = meta.get("tokenizer.chat_template")
-    if template:
-        tokenizer_config["chat_template"] = template
-    return tokenizer_config
-
-
-def _json_bytes(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- progress
