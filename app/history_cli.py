@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine.errors import HearthError
 from engine.history import HistoryStore
+from engine.history.db import Recovery
 from engine.history.export import export_json, export_markdown, import_json
 
 SHORT_ID = 8
@@ -55,11 +56,18 @@ def add_history_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def open_store() -> HistoryStore:
-    store = HistoryStore()
-    if store.recovered_from:
-        print(f"hearth: warning: the history database was damaged; it was moved to "
-              f"{store.recovered_from} and a new one started.", file=sys.stderr)
+    """The history, saying on stderr while it waits for another process, and what a damaged one
+    left; a fault (locked, read-only, full disk, ...) is a HistoryError with one clear line."""
+    store = HistoryStore(on_wait=lambda message: print(f"hearth: {message}", file=sys.stderr, flush=True))
+    if store.recovery:
+        print(f"hearth: warning: {recovery_line(store.recovery)}", file=sys.stderr)
     return store
+
+
+def recovery_line(recovery: Recovery) -> str:
+    return (f"the history database was damaged; it was kept at {recovery.kept_at}, and what could "
+            f"still be read ({recovery.conversations} conversation(s), {recovery.messages} "
+            f"message(s)) was copied into a new one.")
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -56,8 +56,8 @@ def start_continuation(store: HistoryStore, conversation_id: str) -> RecordedTur
     messages = engine_messages(store, store.conversation(conversation_id))
     # Trailing whitespace is dropped: the model's next word brings its own leading space.
     prefix = answer.content.rstrip()
-    return RecordedTurn(None, answer, AnswerWriter(store, answer.id, initial_text=prefix),
-                        messages, continuing=True, prefix=prefix)
+    writer = AnswerWriter(store, answer.id, initial_text=prefix, stored_text=answer.content)
+    return RecordedTurn(None, answer, writer, messages, continuing=True, prefix=prefix)
 
 
 def start_turn(store: HistoryStore, conversation_id: str, user_text: str, *, model: str | None,

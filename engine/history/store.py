@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from .. import paths
 from ..platform import process_alive
-from .db import HistoryError, open_database
+from .db import LOCK_WAIT_S, HistoryError, classify, folder_fault, open_database
 from .search import to_fts_query
 
 DB_NAME = "history.sqlite3"
@@ -33,6 +33,10 @@ ANSWER_FIELDS = (
     "model", "model_revision", "settings", "seed", "finish_reason", "prompt_tokens",
     "generation_tokens", "ttft_s", "prompt_tps", "generation_tps", "peak_memory_gb", "error",
 )
+
+
+class AnswerChanged(HistoryError):
+    """Another writer changed an answer since this writer last saved it: nothing was overwritten."""
 
 
 class Message(NamedTuple):
@@ -123,11 +127,23 @@ def auto_title(text: str) -> str:
 class HistoryStore:
     """Thread-safe (one connection behind a lock); callers keep it off the GUI thread."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or paths.data_dir() / DB_NAME
-        self._conn, self.recovered_from = open_database(self.path)
+    def __init__(self, path: Path | None = None, *, on_wait: Callable[[str], None] | None = None,
+                 lock_wait_s: float = LOCK_WAIT_S) -> None:
+        """Open (creating or migrating) the history; on_wait is told when another process holds
+        it and we wait. Raises a HistoryError naming the fault; the file is then left as it was."""
+        self.path = path or _default_path()
+        self._conn, self.recovery = open_database(self.path, on_wait, lock_wait_s)
         self._lock = threading.RLock()
-        self.interrupted_on_open = self._mark_interrupted()
+        try:
+            self.interrupted_on_open = self._mark_interrupted()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def recovered_from(self) -> Path | None:
+        """Where a damaged earlier history was kept, when one was replaced on opening."""
+        return self.recovery.kept_at if self.recovery else None
 
     def close(self) -> None:
         with self._lock:
@@ -141,17 +157,29 @@ class HistoryStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._faults():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself on some errors
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """SQLite's operational errors (locked, full disk, read-only, I/O) as HistoryErrors."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            # Locked, full disk, read-only, I/O, damage; a broken rule of the schema is a bug.
+            if type(exc) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                raise
+            raise classify(exc, self.path) from exc
+
     def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._faults():
             return self._conn.execute(sql, params).fetchall()
 
     # --- conversations ---
@@ -274,31 +302,53 @@ class HistoryStore:
                                         "complete", **answer)
 
     def resume_answer(self, message_id: str) -> Message:
-        """Reopen a stopped, cut or interrupted answer so its text can be continued."""
+        """Reopen a stopped, cut or interrupted answer so its text can be continued.
+
+        Refused while another live process is still writing it: its text would be overwritten."""
         with self.transaction() as tx:
-            row = _one(tx, "SELECT role, conversation_id FROM messages WHERE id = ?", message_id)
+            row = _one(tx, "SELECT role, conversation_id, status, writer_pid FROM messages WHERE id = ?",
+                       message_id)
             if row["role"] != "assistant":
                 raise HistoryError("Only an answer can be continued.")
+            if row["status"] == "streaming" and _alive(row["writer_pid"]):
+                raise HistoryError(
+                    f"That answer is still being written by another Hearth window or process (pid "
+                    f"{row['writer_pid']}); let it finish, or stop it there, then continue it.")
             tx.execute("UPDATE messages SET status = 'streaming', writer_pid = ?, updated_at = ?,"
                        " finish_reason = NULL WHERE id = ?", (os.getpid(), time.time(), message_id))
             tx.execute("UPDATE conversations SET active_leaf_id = ? WHERE id = ?",
                        (message_id, row["conversation_id"]))
         return self.message(message_id)
 
-    def checkpoint_answer(self, message_id: str, content: str) -> None:
+    def checkpoint_answer(self, message_id: str, content: str, expected: str | None = None) -> None:
+        """Save an answer's text so far. With expected (the text this writer last saved), raises
+        AnswerChanged instead of overwriting when another writer changed it meanwhile."""
         with self.transaction() as tx:
+            _check_unchanged(tx, message_id, expected)
             tx.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND content != ?",
                        (content, time.time(), message_id, content))
 
-    def finish_answer(self, message_id: str, content: str, **answer: Any) -> None:
+    def finish_answer(self, message_id: str, content: str, expected: str | None = None,
+                      **answer: Any) -> None:
+        """Close an answer with its final text and figures; expected as for checkpoint_answer."""
         values = _answer_values(answer)
         values.update(content=content, status="complete", updated_at=time.time(), writer_pid=None)
         assignments = ", ".join(f"{column} = ?" for column in values)
         with self.transaction() as tx:
-            row = _one(tx, "SELECT conversation_id FROM messages WHERE id = ?", message_id)
+            row = _check_unchanged(tx, message_id, expected)
             tx.execute(f"UPDATE messages SET {assignments} WHERE id = ?", (*values.values(), message_id))
             tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
                        (values["updated_at"], row["conversation_id"]))
+
+    def fork_answer(self, message_id: str, content: str) -> Message:
+        """A new version of an answer (a branch beside it) holding content, still being written:
+        where a writer's text goes when another writer changed the answer it was writing."""
+        with self.transaction() as tx:
+            row = _one(tx, f"SELECT conversation_id, parent_id, {', '.join(ANSWER_FIELDS)} FROM messages"
+                           " WHERE id = ?", message_id)
+            figures = {name: row[name] for name in ANSWER_FIELDS}
+            return self._insert_message(tx, row["conversation_id"], row["parent_id"], "assistant",
+                                        content, "streaming", writer_pid=os.getpid(), **figures)
 
     def _insert_message(self, tx: sqlite3.Connection, conversation_id: str, parent_id: str | None,
                         role: str, content: str, status: str, writer_pid: int | None = None,
@@ -509,6 +559,21 @@ def _walk_up(message_id: str, parents: dict[str, str | None]) -> list[str]:
         node = parents[node]
     ids.reverse()
     return ids
+
+
+def _default_path() -> Path:
+    try:
+        return paths.data_dir() / DB_NAME
+    except OSError as exc:  # the data folder cannot be created (read-only home, full disk, ...)
+        raise folder_fault(Path(exc.filename or paths.HOME_ENV), exc) from exc
+
+
+def _check_unchanged(tx: sqlite3.Connection, message_id: str, expected: str | None) -> sqlite3.Row:
+    row = _one(tx, "SELECT conversation_id, content FROM messages WHERE id = ?", message_id)
+    if expected is not None and row["content"] != expected:
+        raise AnswerChanged("Another Hearth window or process changed this answer while it was "
+                            "being written.")
+    return row
 
 
 def _one(tx: sqlite3.Connection, sql: str, key: str) -> sqlite3.Row:
