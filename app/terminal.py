@@ -6,6 +6,7 @@ started here can be continued there, and `--conversation ID` continues one here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any, TextIO
@@ -96,18 +97,30 @@ class Transcript:
         self.memory: list[dict[str, str]] = []
         self.memory_prefix = ""
         self.turn: RecordedTurn | None = None
+        self.created: list[str] = []  # conversations this run started
         self.conversation_id = conversation_id or self._new_conversation()
 
     def _new_conversation(self) -> str:
         if self.store is None:
             self.memory = [{"role": "system", "content": self.system}] if self.system else []
             return "terminal-chat"
-        return self.store.create_conversation(
+        conversation_id = self.store.create_conversation(
             model=self.model.ref, model_revision=self.model.revision, system_prompt=self.system or "",
             settings=self.settings.to_dict()).id
+        self.created.append(conversation_id)
+        return conversation_id
 
     def reset(self) -> None:
+        self.discard_created(only_empty=True)
         self.conversation_id = self._new_conversation()
+
+    def discard_created(self, only_empty: bool) -> None:
+        """Delete the conversations this run started (only_empty: those still without a message),
+        so a run that saved nothing leaves no empty "New chat" behind."""
+        for conversation_id in self.created if self.store is not None else []:
+            if not only_empty or self.store.message_count(conversation_id) == 0:
+                self.store.delete_conversation(conversation_id)
+        self.created = []
 
     def pending_question(self) -> bool:
         """A continued conversation whose last message (a user turn) was never answered."""
@@ -165,6 +178,9 @@ class Transcript:
                                       settings=self.settings.to_dict(), **answer_figures(result))
         elif self.turn is not None:
             finish_turn(self.store, self.turn, result)
+            if self.turn.writer.forked_from:
+                print("[another Hearth window changed this answer while it was being written; this "
+                      "version was saved beside it]", file=sys.stderr)
             self.turn = None
 
 
@@ -172,6 +188,7 @@ def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_
          prompt_format: str | None, save: bool = True, conversation: str | None = None) -> int:
     interactive = sys.stdin.isatty()
     store = open_store() if save else None
+    transcript = None
     try:
         with Engine() as engine:
             if interactive:
@@ -187,6 +204,9 @@ def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_
             _chat_loop(engine, transcript, interactive)
     finally:
         if store is not None:
+            with contextlib.suppress(HearthError):  # tidying up must not hide why the chat ended
+                if transcript is not None:
+                    transcript.discard_created(only_empty=True)
             store.close()
     return 0
 
@@ -306,6 +326,8 @@ def generate_once(model: str, messages: list[dict[str, Any]], sampling: Sampling
             result = _stream(engine.generate(request), None if as_json else sys.stdout, on_text)
             if transcript is not None:
                 transcript.finish(result)
+                if result.finish_reason == "error" and not result.text:  # nothing to keep
+                    transcript.discard_created(only_empty=False)
             if not as_json and (result.text or result.finish_reason != "error"):
                 print(flush=True)
     finally:
@@ -336,9 +358,13 @@ def _saved_generation(store: HistoryStore | None, loaded: ModelLoaded, sampling:
     if conversation_id and system is not None:
         store.set_system_prompt(conversation_id, system)
     transcript = Transcript(store, loaded, sampling, system, conversation_id)
-    for earlier in turns[:-1]:
-        _record(store, transcript, earlier, loaded)
-    return transcript, transcript.begin(turns[-1]["content"])
+    try:
+        for earlier in turns[:-1]:
+            _record(store, transcript, earlier, loaded)
+        return transcript, transcript.begin(turns[-1]["content"])
+    except BaseException:  # a refused message: the conversation this run started goes too
+        transcript.discard_created(only_empty=False)
+        raise
 
 
 def _check_saveable(messages: list[dict[str, Any]]) -> None:
