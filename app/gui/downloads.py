@@ -393,6 +393,8 @@ class DownloadManager(QObject):
         done, total = (step.done, step.total) if step.total else (row.done_bytes, row.total_bytes)
         self.model.upsert(dataclasses.replace(row, state=state, done_bytes=done, total_bytes=total,
                                               message=step.message, error=None))
+        self.progress.emit(key, {"repo_id": key, "state": state, "done_bytes": done, "total_bytes": total,
+                                 "message": step.message})
 
     def _on_acquired(self, key: str, ok: bool, text: str) -> None:
         job = self._acquisitions.pop(key)

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
 
 from engine.fit import FitReport
 from engine.library import catalog
+from engine.library.acquire import Request
 from engine.library.catalog import SearchResult
 
 from ..background import run_in_background
@@ -87,7 +88,7 @@ class SearchSection(Section):
     def download_selected(self) -> None:
         row = selected_row(self.view)
         if row is not None:
-            self.downloads.start(row.result.repo_id)
+            self.downloads.acquire(Request(row.result.repo_id))
             self.banner.show_info(f"Downloading {row.result.repo_id}: follow it under Downloads.")
 
 
