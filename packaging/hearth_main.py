@@ -110,6 +110,11 @@ class _SmokeDriver:
                              "error": None, "seconds": {}}
         self.window = None
         self.done = False
+        # HEARTH_SMOKE_ADD_MODEL=FILE: first add this model as File > Add Model… does (the
+        # acquisition pipeline in a child process, which must start as the frozen Hearth itself),
+        # then chat with it.
+        self.adding = os.environ.get("HEARTH_SMOKE_ADD_MODEL")
+        self.added_ref = None
         # The window's QApplication: app.gui.app.main reuses an existing instance.
         self.app = QApplication.instance() or QApplication([sys.argv[0]])
         self._poll = QTimer(interval=50, timeout=self._find_window)
@@ -155,11 +160,29 @@ class _SmokeDriver:
             window.show_notice = notice
             window.bridge.modelLoaded.connect(self._on_loaded)
             window.bridge.finished.connect(self._on_finished)
+            if self.adding:
+                from pathlib import Path
+
+                self.stage = "waiting for the model added through the child process"
+                window.downloads.finished.connect(self._on_added)
+                window.add_model(Path(self.adding))
         except AttributeError as exc:
             self._fail(f"the smoke driver no longer matches MainWindow ({exc}); update packaging/hearth_main.py")
 
+    def _on_added(self, _key: str, done: dict) -> None:
+        self.report["added"] = done
+        self._mark("model_added")
+        if done.get("status") != "complete":
+            self._fail(f"adding {self.adding} failed: {done.get('error')}")
+            return
+        self.added_ref = done["ref"]
+        self.stage = "waiting for the added model to load"
+
     def _on_loaded(self, loaded: dict) -> None:
         from engine.sampling import SamplingSettings
+
+        if self.adding and (self.added_ref is None or loaded.get("name") != self.added_ref):
+            return  # the default model, loaded while the added one was still on its way
 
         self.report["model"] = loaded.get("name")
         self._mark("model_loaded")

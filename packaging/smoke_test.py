@@ -20,6 +20,8 @@ Qt thread can still end in status 0):
   gui        the real window starts (HEARTH_SMOKE_GUI=1, see packaging/hearth_main.py), loads the
              default model on its engine QThread, answers "Hello" through the chat controller,
              saves the answer to the history and quits: its HEARTH_SMOKE_REPORT must say ok
+  gui-add    the window adds a GGUF file as File > Add Model… does: the acquisition pipeline in a
+             child process started as the frozen Hearth itself; then it loads and answers with it
   broken     a hard-linked copy of the build without libmlx: --selfcheck exits 1 with the
              "Hearth cannot run models" paragraph, and the GUI shows the error dialog and exits 1
              instead of opening a window
@@ -207,6 +209,20 @@ def check_gui(r: Runner) -> str:
             f"window icon {icon}; {check_line.replace('hearth: ', '')}")
 
 
+def check_gui_add(r: Runner, gguf_file: Path) -> str:
+    env = {"HEARTH_SMOKE_GUI": "1", "HEARTH_SMOKE_MAX_TOKENS": str(MAX_TOKENS),
+           "HEARTH_SMOKE_ADD_MODEL": str(gguf_file)}
+    done = r.run("app", env=env, timeout=300)
+    report = _report(done)
+    _expect(report.get("ok") is True, f"adding a model in the GUI failed: {report.get('error')}", done)
+    added = report.get("added") or {}
+    _expect(added.get("status") == "complete" and report.get("model") == added.get("ref"),
+            f"the added model was not the one that answered: {added}", done)
+    seconds = report.get("seconds", {})
+    return (f"added {gguf_file.name} as {added['ref']} at {seconds.get('model_added')} s, answered "
+            f"({report['generation_tokens']} tokens) at {seconds.get('answered')} s")
+
+
 def _hardlink_copy(src: Path, dst: Path) -> None:
     def link(s, d):
         try:
@@ -287,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     step("self-test", check_self_test, r, models["spm_legacy"])
     if not args.skip_gui:
         step("gui", check_gui, r)
+        dropped = scratch / "models" / "dropped" / "tiny-dropped.Q8_0.gguf"
+        dropped.parent.mkdir(parents=True)
+        shutil.copyfile(gguf_file, dropped)
+        step("gui-add", check_gui_add, r, dropped)
     step("broken", check_broken, r, exe, scratch)
 
     if not args.keep:
