@@ -286,7 +286,7 @@ def test_a_full_disk_on_opening_is_named_and_the_history_kept(tmp_path):
         before = _files(path.parent)
         line = _one_line_error(hearth(disk, "history", "list"))
         assert f"The disk holding the history ({path.parent}) is full" in line
-        assert "left as it is" in line
+        assert "What the history holds is kept as it is" in line
         after = _files(path.parent)  # SQLite may have made empty -wal/-shm files; the rest is as it was
         assert after[path.name] == before[path.name] and set(after) <= {*before, f"{path.name}-wal",
                                                                          f"{path.name}-shm"}

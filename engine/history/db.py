@@ -223,9 +223,9 @@ def classify(exc: sqlite3.Error, path: Path) -> HistoryError:
                                f"it. It has been left as it is.")
     fault = None if code == sqlite3.SQLITE_FULL else _file_fault(path)
     if fault is None and (code == sqlite3.SQLITE_FULL or _disk_full(path.parent)):
-        fault = HistoryDiskFull(f"The disk holding the history ({path.parent}) is full, so nothing "
-                                f"could be saved. The history has been left as it is; free some "
-                                f"space and try again.")
+        fault = HistoryDiskFull(f"The disk holding the history ({path.parent}) is full, so Hearth "
+                                f"cannot save to it. What the history holds is kept as it is; free "
+                                f"some space and try again.")
     return fault or HistoryUnavailable(
         f"The history database {path} could not be used ({exc}). It has been left as it is.")
 
@@ -265,8 +265,9 @@ def _os_fault(path: Path, culprit: Path, exc: OSError) -> HistoryUnavailable:
                                   f"(permission denied). It has been left as it is; check its "
                                   f"owner and permissions.")
     if exc.errno == errno.ENOSPC:
-        return HistoryDiskFull(f"The disk holding the history ({path.parent}) is full. The history "
-                               f"has been left as it is; free some space and try again.")
+        return HistoryDiskFull(f"The disk holding the history ({path.parent}) is full, so Hearth "
+                               f"cannot save to it. What the history holds is kept as it is; free "
+                               f"some space and try again.")
     return HistoryUnavailable(f"The history {what} {culprit} cannot be used ({exc.strerror or exc}). "
                               f"It has been left as it is.")
 
