@@ -393,11 +393,11 @@ def test_metas_rope_freqs_are_dropped(damaged):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"n_kv_heads": 4}, "attention.wk.weight is"),
+    ({"head_dim": 12}, "wk.weight has 32 rows, not a whole number of heads of size 12"),
+    ({"n_heads": 3, "head_dim": 16}, "3 heads, 2 KV heads"),
     ({"n_layers": 3}, "missing"),
     ({"n_layers": 1}, "more than the params describe"),
     ({"vocab_size": 1000}, "vocab_size"),
-    ({"multiple_of": 256}, "feed_forward.w1 has 192 rows"),
     ({"dim": 96}, "do not match"),
 ])
 def test_params_not_matching_the_tensors_are_refused(damaged, change, message):
@@ -407,6 +407,73 @@ def test_params_not_matching_the_tensors_are_refused(damaged, change, message):
     with pytest.raises(ConversionError, match=message):
         convert_old_mlx(source)
     assert _nothing_left() == []
+
+
+def _greedy_tokens(model, prompt: list[int], steps: int = 12) -> list[int]:
+    """Greedy continuation by full forward passes (no cache): the plainest decoding there is."""
+    import mlx.core as mx
+
+    tokens = list(prompt)
+    for _ in range(steps):
+        tokens.append(int(mx.argmax(model(mx.array([tokens]))[0, -1]).item()))
+    return tokens[len(prompt):]
+
+
+def _mlx_lm_from_old_arrays(source: Path, *, ffn: int, kv_heads: int, quantization: dict | None):
+    """mlx-lm's llama built straight from the npz's arrays (renamed only: Meta's interleaved q/k
+    rows are what rope_traditional=True rotates), with the true shapes given by the test."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models.llama import Model, ModelArgs
+
+    meta_to_hf = {meta: hf for hf, meta in HF_TO_META.items()}
+    arrays = _load_npz(source)
+    params = _source_params(source)
+    model = Model(ModelArgs(
+        model_type="llama", hidden_size=params["dim"], num_hidden_layers=params["n_layers"],
+        intermediate_size=ffn, num_attention_heads=params["n_heads"], num_key_value_heads=kv_heads,
+        rms_norm_eps=params["norm_eps"], vocab_size=arrays["tok_embeddings.weight"].shape[0],
+        rope_traditional=True, tie_word_embeddings=False,
+    ))
+    if quantization:
+        nn.quantize(model, **quantization, class_predicate=lambda _path, m: isinstance(m, nn.Linear))
+    weights = []
+    for name, array in arrays.items():
+        module, suffix = name.rsplit(".", 1)
+        if module.startswith("layers."):
+            _, index, rest = module.split(".", 2)
+            module = f"model.layers.{index}.{meta_to_hf[rest]}"
+        else:
+            module = meta_to_hf[module]
+        weights.append((f"{module}.{suffix}", mx.array(array)))
+    model.load_weights(weights)  # strict: every name and shape must fit the model
+    return model
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "4-bit"])
+def test_ffn_width_and_kv_heads_come_from_the_weights(old_root, quantized):
+    """Meta's params.json as mlx-examples copied it into config.json: the FFN width comes from the
+    multiple_of formula, which these weights do not follow (160 rows where it gives 192; 320 where
+    it gives 352), and n_kv_heads is absent though the weights have grouped-query attention.
+    mlx-examples' loader took hidden_dim from w1; the conversion takes both from the weights."""
+    dim, ffn = (128, 320) if quantized else (64, 160)
+    params = {k: v for k, v in _params(dim, multiple_of=32, vocab_size=-1).items() if k != "n_kv_heads"}
+    quantization = {"group_size": 64, "bits": 4} if quantized else None
+    if quantization:
+        params["quantization"] = quantization
+    source = build_old_layout(old_root / f"odd-ffn-gqa-{dim}", hidden=dim, intermediate=ffn,
+                              quantize=quantized, params=params)
+
+    folder = convert_old_mlx(source)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    assert (config["intermediate_size"], config["num_key_value_heads"]) == (ffn, KV_HEADS)
+    with Engine() as engine:
+        loaded = engine.load(folder, prompt_format="plain").wait()
+        assert loaded.finish_reason == "done", loaded.error
+        ours = engine.run(lambda loaded: _greedy_tokens(loaded.model, TOKENS)).result(timeout=120)
+    reference = _mlx_lm_from_old_arrays(source, ffn=ffn, kv_heads=KV_HEADS, quantization=quantization)
+    assert ours == _greedy_tokens(reference, TOKENS)
+    assert len(set(ours)) > 1  # a real continuation, not one token repeated
 
 
 def test_quantized_tensors_without_quantization_params_are_refused(old_4bit, tmp_path):

@@ -10,6 +10,11 @@ uses the half-split one. We permute q/k rows the way Hugging Face's conversion d
 an ordinary Llama folder for any tool. Only rows move: quantization groups run along columns, so a
 quantized weight and its scales and biases permute together and keep their exact values.
 
+The feed-forward width and the number of KV heads are taken from the weights' shapes (w1's rows,
+wk's rows over the head size), as mlx-examples' own loader took hidden_dim from w1: its config.json
+is Meta's params.json, whose multiple_of formula or missing n_kv_heads need not fit the weights
+(fine-tunes, grouped-query models). A disagreement is logged, not refused.
+
 The npz is read without unpickling (allow_pickle=False, object arrays refused from their header):
 a pickle can run code when loaded.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import re
 import shutil
@@ -46,12 +52,15 @@ from .common import (
     write_json,
 )
 
+log = logging.getLogger(__name__)
+
 WEIGHTS_FILE = "weights.npz"
 TOKENIZER_FILE = "tokenizer.model"
 LICENSE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "USE_POLICY.md")
 # Meta's checkpoints carry precomputed rotary frequencies; the model recomputes them.
 IGNORED_TENSORS = frozenset({"rope.freqs"})
 LLAMA2_CONTEXT = 4096
+W1, WK = "layers.0.feed_forward.w1.weight", "layers.0.attention.wk.weight"
 
 LAYER_MODULES = {
     "attention.wq": "self_attn.q_proj",
@@ -223,14 +232,18 @@ def _npy_header(f: BinaryIO, member: str) -> tuple[tuple[int, ...], np.dtype]:
 
 def _params(raw: dict[str, Any], headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> _Params:
     dim, n_heads = _int(raw, "dim"), _int(raw, "n_heads")
-    n_kv_heads = _int(raw, "n_kv_heads") if raw.get("n_kv_heads") is not None else n_heads
     head_dim = _int(raw, "head_dim") if raw.get("head_dim") is not None else dim // n_heads
-    for key in ("layers.0.feed_forward.w1.weight", "tok_embeddings.weight"):
+    for key in (W1, WK, "tok_embeddings.weight"):
         if key not in headers or len(headers[key][0]) != 2:
             raise ConversionError(f"{WEIGHTS_FILE} has no 2-D {key}, which every Llama model has.")
-    hidden_dim = headers["layers.0.feed_forward.w1.weight"][0][0]
+    # The feed-forward width and the KV heads are what the weights have, as mlx-examples' loader
+    # took them; params written by hand or for another checkpoint may say otherwise.
+    hidden_dim = headers[W1][0][0]
+    _note_disagreement("feed-forward width", _declared_hidden_dim(raw, dim), hidden_dim)
+    n_kv_heads = _kv_heads(headers[WK][0][0], head_dim)
+    declared_kv = _int(raw, "n_kv_heads") if raw.get("n_kv_heads") is not None else None
+    _note_disagreement("number of KV heads", declared_kv, n_kv_heads)
     vocab_size = headers["tok_embeddings.weight"][0][0]
-    _check_hidden_dim(raw, dim, hidden_dim)
     declared = raw.get("vocab_size")
     if isinstance(declared, int) and declared > 0 and declared != vocab_size:  # Meta's params say -1
         raise _mismatch(f"the embedding has {vocab_size} rows but vocab_size is {declared}")
@@ -254,6 +267,18 @@ def _params(raw: dict[str, Any], headers: dict[str, tuple[tuple[int, ...], np.dt
     )
 
 
+def _kv_heads(wk_rows: int, head_dim: int) -> int:
+    if wk_rows % head_dim:
+        raise _mismatch(f"{WK} has {wk_rows} rows, not a whole number of heads of size {head_dim}")
+    return wk_rows // head_dim
+
+
+def _note_disagreement(what: str, declared: int | None, actual: int) -> None:
+    if declared is not None and declared != actual:
+        log.warning("config.json calls for a %s of %d but the weights have %d; using the weights'",
+                    what, declared, actual)
+
+
 def _float_dtype(headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> str:
     floats = (str(dtype.newbyteorder("=")) for _, dtype in headers.values() if dtype.kind == "f")
     return next(floats, "float16")
@@ -275,21 +300,18 @@ def _float(raw: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def _check_hidden_dim(raw: dict[str, Any], dim: int, hidden_dim: int) -> None:
-    """The feed-forward size the params call for: hidden_dim, or Meta's formula from multiple_of."""
+def _declared_hidden_dim(raw: dict[str, Any], dim: int) -> int | None:
+    """The feed-forward width the params call for: hidden_dim, or Meta's formula from multiple_of."""
     if raw.get("hidden_dim") is not None:
-        expected = _int(raw, "hidden_dim")
-    elif raw.get("multiple_of") is not None:
-        # meta-llama/llama, model.py FeedForward.
-        multiple_of = _int(raw, "multiple_of")
-        expected = int(2 * (4 * dim) / 3)
-        if raw.get("ffn_dim_multiplier") is not None:
-            expected = int(_float(raw, "ffn_dim_multiplier", 1.0) * expected)
-        expected = multiple_of * ((expected + multiple_of - 1) // multiple_of)
-    else:
-        return
-    if expected != hidden_dim:
-        raise _mismatch(f"feed_forward.w1 has {hidden_dim} rows but the params call for {expected}")
+        return _int(raw, "hidden_dim")
+    if raw.get("multiple_of") is None:
+        return None
+    # meta-llama/llama, model.py FeedForward.
+    multiple_of = _int(raw, "multiple_of")
+    width = int(2 * (4 * dim) / 3)
+    if raw.get("ffn_dim_multiplier") is not None:
+        width = int(_float(raw, "ffn_dim_multiplier", 1.0) * width)
+    return multiple_of * ((width + multiple_of - 1) // multiple_of)
 
 
 def _quantization(raw: dict[str, Any]) -> dict[str, Any] | None:
