@@ -107,22 +107,43 @@ class _TemplateEncoder:
         return self.special.sub(lambda match: self.secret_names[match.group(0)], piece)
 
 
+# Far above any real one (Gemma 3's tokenizer.json, among the largest, is 33 MB): a bigger file is not
+# a tokenizer, and reading it would only fill the memory.
+TOKENIZER_FILE_CAP = 512 * 2**20
+
+
 def load_tokenizer(info: ModelInfo) -> Tokenizer:
-    hf = _load_hf(info.path)
+    _check_sizes(info.path)
     if info.has_sentencepiece:
         # The sentencepiece model is the reference: transformers may rebuild it differently
-        # (no BOS without a tokenizer_config.json, a dropped leading space, ...).
+        # (no BOS without a tokenizer_config.json, a dropped leading space, ...). Read first, so
+        # that a damaged one is named as such rather than by whatever transformers guesses next.
         sp = _load_sentencepiece(info.path)
+        hf = _load_hf(info.path)
         bos_id = sp.bos_id() if sp.bos_id() >= 0 else hf.bos_token_id
         eos_ids = _eos_ids(info, hf) | ({sp.eos_id()} if sp.eos_id() >= 0 else set())
         token_bytes, special = _spm_token_bytes(sp)
     else:
-        sp = None
+        byte_level = _is_byte_level(info.path)
+        sp, hf = None, _load_hf(info.path)
         bos_id, eos_ids = hf.bos_token_id, _eos_ids(info, hf)
-        token_bytes, special = _hf_token_bytes(hf, _is_byte_level(info.path))
+        token_bytes, special = _hf_token_bytes(hf, byte_level)
     tokenizer = Tokenizer(hf, sp, bos_id, frozenset(eos_ids), token_bytes, False, special)
     tokenizer.strip_leading_space = _strips_leading_space(tokenizer)
     return tokenizer
+
+
+def _check_sizes(path: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer.model"):
+        try:
+            size = (path / name).stat().st_size
+        except OSError:
+            continue
+        if size > TOKENIZER_FILE_CAP:
+            raise MissingTokenizer(
+                f"{name} in {path.name} is {size / 2**30:.1f} GB, far more than any tokenizer; it "
+                f"cannot be one."
+            )
 
 
 def _load_hf(path: Path) -> Any:
@@ -151,12 +172,14 @@ def _load_sentencepiece(path: Path) -> Any:
 
 
 def _is_byte_level(path: Path) -> bool:
+    """Whether tokenizer.json decodes bytes GPT-2 style; a file that is not JSON is refused here,
+    with its name, before transformers reports it less clearly."""
     file = path / "tokenizer.json"
-    if not file.is_file() or (path / "tokenizer.model").is_file():
-        return False
     try:
         decoder = json.loads(file.read_text(encoding="utf-8")).get("decoder") or {}
-    except (OSError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise MissingTokenizer(f"tokenizer.json in {path.name} is damaged: it is not a JSON object.") from exc
+    except OSError:
         return False
     return "ByteLevel" in json.dumps(decoder)
 

@@ -206,3 +206,40 @@ def test_engine_refuses_lone_surrogates_whatever_the_front_end():
 def test_sampling_settings_refuse_values_that_are_not_finite(field, value):
     with pytest.raises(HearthError, match=field.replace("_", " ")):
         SamplingSettings(**{field: value})
+
+
+# ------------------------------------------------------------------------ tokenizer files
+
+
+def _with_tokenizer_file(model_copy, variant: str, name: str, write) -> Path:
+    folder = model_copy(variant, name=f"bad-{name}")
+    write(folder / name)
+    return folder
+
+
+TOKENIZER_FAULTS = {
+    # A tokenizer.model of random bytes: transformers would ask for `pip install tiktoken`.
+    "garbage tokenizer.model": ("spm_legacy", "tokenizer.model",
+                                lambda p: p.write_bytes(bytes(range(256)) * 20),
+                                "tokenizer.model in bad-tokenizer.model is damaged"),
+    "tokenizer.json not JSON": ("bpe_llama3", "tokenizer.json", lambda p: p.write_text("garbage{"),
+                                "tokenizer.json in bad-tokenizer.json is damaged"),
+    "tokenizer.json not UTF-8": ("bpe_llama3", "tokenizer.json", lambda p: p.write_bytes(b"{\xff}"),
+                                 "tokenizer.json in bad-tokenizer.json is damaged"),
+    "tokenizer.json a JSON list": ("bpe_llama3", "tokenizer.json", lambda p: p.write_text("[1, 2]"),
+                                   "tokenizer.json in bad-tokenizer.json is damaged"),
+    # 600 MB that take no disk (a sparse file): refused by its size, never read.
+    "tokenizer.json of 600 MB": ("bpe_llama3", "tokenizer.json", lambda p: os.truncate(p, 600 * 2**20),
+                                 "tokenizer.json in bad-tokenizer.json is 0.6 GB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOKENIZER_FAULTS))
+def test_damaged_tokenizer_files_are_named_in_one_line(model_copy, capsys, monkeypatch, case):
+    variant, name, write, fragment = TOKENIZER_FAULTS[case]
+    folder = _with_tokenizer_file(model_copy, variant, name, write)
+    status, out, err = _run_main(["prompt", str(folder), "--messages", "-"], capsys, monkeypatch)
+    lines = err.splitlines()
+    assert status == 1 and out == "" and len(lines) == 1, err
+    assert lines[0].startswith("hearth: error: ") and fragment in lines[0]
+    assert "tiktoken" not in err and "Traceback" not in err
