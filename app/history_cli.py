@@ -12,7 +12,6 @@ from pathlib import Path
 
 from engine.errors import HearthError
 from engine.history import HistoryStore
-from engine.history.db import Recovery
 from engine.history.export import export_json, export_markdown, import_json
 
 SHORT_ID = 8
@@ -60,14 +59,8 @@ def open_store() -> HistoryStore:
     left; a fault (locked, read-only, full disk, ...) is a HistoryError with one clear line."""
     store = HistoryStore(on_wait=lambda message: print(f"hearth: {message}", file=sys.stderr, flush=True))
     if store.recovery:
-        print(f"hearth: warning: {recovery_line(store.recovery)}", file=sys.stderr)
+        print(f"hearth: warning: {store.recovery}", file=sys.stderr)
     return store
-
-
-def recovery_line(recovery: Recovery) -> str:
-    return (f"the history database was damaged; it was kept at {recovery.kept_at}, and what could "
-            f"still be read ({recovery.conversations} conversation(s), {recovery.messages} "
-            f"message(s)) was copied into a new one.")
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -84,6 +84,11 @@ class Recovery:
     conversations: int
     messages: int
 
+    def __str__(self) -> str:
+        return (f"the history database was damaged; it was kept at {self.kept_at}, and what could "
+                f"still be read ({self.conversations} conversation(s), {self.messages} message(s)) "
+                f"was copied into a new one.")
+
 
 def connect(path: Path, busy_ms: int = _BUSY_MS) -> sqlite3.Connection:
     # isolation_level=None: we open transactions explicitly, one per logical change.
