@@ -135,7 +135,7 @@ def generate(
         mx.array(prompt.ids[reused:]),
         loaded.model,
         max_tokens=prompt.max_tokens,
-        sampler=make_sampler(settings),
+        sampler=make_sampler(settings, loaded.info.vocab_size),
         logits_processors=make_logits_processors(settings, prompt.ids[:reused]),
         prompt_cache=cache,
         prompt_progress_callback=on_prefill,

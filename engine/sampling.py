@@ -60,14 +60,15 @@ def _check(ok: bool, message: str) -> None:
         raise HearthError(f"Invalid sampling setting: {message}.")
 
 
-def make_sampler(settings: SamplingSettings):
+def make_sampler(settings: SamplingSettings, vocab_size: int):
     from mlx_lm.sample_utils import make_sampler as mlx_make_sampler
 
+    # Keeping the top k of vocab_size tokens or fewer keeps them all: off. mlx-lm refuses such a k.
     return mlx_make_sampler(
         temp=settings.temperature,
         top_p=settings.top_p if settings.top_p < 1 else 0.0,
         min_p=settings.min_p,
-        top_k=settings.top_k,
+        top_k=settings.top_k if settings.top_k < vocab_size else 0,
     )
 
 

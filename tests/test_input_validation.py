@@ -92,12 +92,18 @@ def test_top_k_above_the_vocabulary_is_refused(tiny, capsys, monkeypatch, comman
     _assert_one_line(*_run_main(args, capsys, monkeypatch), f"--top-k {vocab + 1}", f"{vocab:,}")
 
 
-def test_top_k_equal_to_the_vocabulary_is_accepted(tiny, capsys, monkeypatch):
+def test_top_k_equal_to_the_vocabulary_keeps_every_token(tiny, capsys, monkeypatch):
+    """The top `vocabulary` tokens are all of them: the same answer as top-k off (mlx-lm itself
+    refuses such a k)."""
     vocab = json.loads((tiny["spm_legacy"] / "config.json").read_text())["vocab_size"]
-    args = ["prompt", str(tiny["spm_legacy"]), "--messages", "-", "--json", "--top-k", str(vocab)]
-    status, out, err = _run_main(args, capsys, monkeypatch)
-    assert status == 0, err
-    assert json.loads(out)["token_ids"]
+    answers = []
+    for top_k in (vocab, 0):
+        args = ["generate", str(tiny["spm_legacy"]), "--messages", "-", "--json", "--temp", "1",
+                "--seed", "7", "--max-tokens", "8", "--top-k", str(top_k)]
+        status, out, err = _run_main(args, capsys, monkeypatch)
+        assert status == 0, err
+        answers.append(json.loads(out)["token_ids"])
+    assert answers[0] == answers[1] and answers[0]
 
 
 TOP_K_BEFORE_LOADING = """
