@@ -374,6 +374,8 @@ def _damaged(path: Path) -> bool:
 def test_a_damaged_history_is_kept_and_what_can_be_read_is_recovered(hearth_home):
     path = _history(hearth_home)
     saved = _fill(path, conversations=6, messages=30)
+    with HistoryStore(path) as store:
+        store.save_preset("Pirate", "Answer like a pirate.", make_default=True)
     total = sum(len(texts) for texts in saved.values())
     data = _damage_one_page(path, b"conversation 3 message 15 ")
     assert _damaged(path)
@@ -387,6 +389,9 @@ def test_a_damaged_history_is_kept_and_what_can_be_read_is_recovered(hearth_home
                      for c in store.list_conversations()}
         messages = sum(store.message_count(c) for c in recovered)
         assert store.recovery is None  # the new history is whole
+        assert store.default_preset().system_prompt == "Answer like a pirate."
+        hit = store.search("conversation 5 message 29")[0]  # recovered text is searchable
+        assert store.message(hit.message_id).content.startswith("conversation 5 message 29 ")
     assert set(recovered) == set(saved)  # every conversation is still there
     assert total - 30 < messages < total  # one page of messages lost, no more
     for conversation_id, texts in recovered.items():

@@ -107,7 +107,11 @@ def _insert(target: sqlite3.Connection, rows: dict[str, list[dict]]) -> tuple[in
 
 
 def _insert_row(target: sqlite3.Connection, table: str, row: dict) -> bool:
-    """Insert one recovered row; False when it breaks a rule of the schema (then it is left out)."""
+    """Insert one recovered row; False when it breaks a rule of the schema (then it is left out).
+
+    Its old seq is not reused: rows go in in their old order, and a key is never taken from a row
+    another process may have added to the new history meanwhile."""
+    row = {column: value for column, value in row.items() if column != "seq"}
     columns = ", ".join(row)
     try:
         target.execute(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(row))})",
