@@ -15,6 +15,7 @@ an AnswerWriter, which saves at most once a second.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from engine.history.recording import (
     start_continuation,
     start_turn,
 )
+from engine.history.store import Preset
 from engine.history.writer import AnswerWriter
 from engine.sampling import SamplingSettings
 
@@ -42,6 +44,8 @@ from .prefs import Prefs
 from .transcript import MessageView, TranscriptView
 
 FRAME_MS = 16
+DEFAULTS_FROM = "chat/defaults_from"  # what new chats start from: "settings" or "preset"
+PRESET_SEEN = "chat/default_preset_seen"  # the default preset as last seen
 VISIBLE = 100  # messages shown when a conversation opens; older ones behind "Show earlier"
 
 
@@ -147,13 +151,11 @@ class ChatController(QObject):
             self.store.set_system_prompt(self.conversation_id, text)
 
     def new_chat_defaults(self) -> tuple[str, SamplingSettings]:
-        """What a new chat starts from: the default preset if one is marked, else Settings' defaults."""
+        """What a new chat starts from: Settings' defaults for new conversations, or the preset
+        marked default, whichever the user chose last."""
         prompt, sampling = self.prefs.get("generation/system_prompt"), self.prefs.sampling()
-        try:
-            preset = self.store.default_preset()
-        except HistoryError:
-            preset = None
-        if preset is not None:
+        preset = self._default_preset()
+        if preset is not None and self.prefs.get(DEFAULTS_FROM, "preset") == "preset":
             prompt = preset.system_prompt
             try:
                 sampling = SamplingSettings.from_dict({**sampling.to_dict(), **preset.settings})
@@ -161,12 +163,30 @@ class ChatController(QObject):
                 pass  # an odd saved value: the preset's prompt with Settings' sampling
         return prompt, sampling
 
+    def _default_preset(self) -> Preset | None:
+        """The preset marked default. One not seen before (newly marked, or edited) becomes the
+        latest choice; the history has no signal for it, so it is looked at when needed."""
+        try:
+            preset = self.store.default_preset()
+        except HistoryError:
+            return None
+        if preset is not None:
+            seen = json.dumps([preset.id, preset.system_prompt, preset.settings], sort_keys=True)
+            if self.prefs.get(PRESET_SEEN, "") != seen:
+                self.prefs.set(PRESET_SEEN, seen)
+                self.prefs.set(DEFAULTS_FROM, "preset")
+        return preset
+
     def _apply_new_chat_defaults(self) -> None:
         self._system_prompt, self._sampling = self.new_chat_defaults()
         self._chosen_for_new_chat = False
 
     def _on_prefs_changed(self, key: str) -> None:
-        if key.startswith("generation/") and self.conversation_id is None and not self._chosen_for_new_chat:
+        if key not in ("generation/system_prompt", "generation/sampling"):
+            return
+        self._default_preset()  # a preset marked default before this change counts as earlier
+        self.prefs.set(DEFAULTS_FROM, "settings")
+        if self.conversation_id is None and not self._chosen_for_new_chat:
             self._apply_new_chat_defaults()
 
     def _load_settings(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QSettings, Signal
 
 from engine import paths
+from engine.errors import HearthError
 from engine.sampling import SamplingSettings
 
 DEFAULTS: dict[str, Any] = {
@@ -50,8 +51,8 @@ class Prefs(QObject):
 
     def set(self, key: str, value: Any) -> None:
         # QSettings writes the file on its own shortly after, and at exit; no disk wait here.
-        if self._settings.contains(key) and self._settings.value(key) == value:
-            return
+        if self._settings.value(key, DEFAULTS.get(key)) == value:
+            return  # writing what is already there (Settings saves every field) is no change
         self._settings.setValue(key, value)
         self.changed.emit(key)
 
@@ -63,11 +64,13 @@ class Prefs(QObject):
         if isinstance(stored, str) and stored:
             try:
                 return SamplingSettings.from_dict(json.loads(stored))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, HearthError):
                 pass
         return SamplingSettings()
 
     def set_sampling(self, settings: SamplingSettings) -> None:
+        if settings == self.sampling() and self._settings.contains("generation/sampling"):
+            return
         self.set("generation/sampling", json.dumps(settings.to_dict()))
 
     def raw(self) -> QSettings:

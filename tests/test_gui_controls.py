@@ -1,0 +1,319 @@
+"""Every chat control as a user works it: real clicks, keys and menu items on the real window, with
+the real engine thread and a tiny model, and what is then on screen and in the history."""
+
+from __future__ import annotations
+
+import threading
+
+from gui_window import (
+    WAIT_MS,
+    click_row,
+    click_text,
+    menu_action,
+    send,
+    set_default_sampling,
+    wait_idle,
+    window_fixture,  # noqa: F401 - the `window` fixture
+)
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QKeySequence
+from PySide6.QtTest import QTest
+
+LEFT = Qt.MouseButton.LeftButton
+
+
+def _answer(win, conversation_id):
+    return win.store.active_path(conversation_id)[-1]
+
+
+def _cached_conversations(win) -> list[str]:
+    """The conversations whose KV cache the engine holds (asked on the engine's own thread)."""
+    engine = win.bridge.engine
+    return engine.run(lambda _model: list(engine.caches.keys()) if engine.caches else []).result(WAIT_MS / 1000)
+
+
+# --- 1. Stop ---
+
+def test_clicking_stop_mid_answer_stops_it(qtbot, window):
+    set_default_sampling(window, temperature=0.0, max_tokens=4000)
+    send(qtbot, window, "Tell me a long story")
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 20, timeout=WAIT_MS)
+    assert window.composer.stop_button.isVisible() and not window.composer.send_button.isVisible()
+    QTest.mouseClick(window.composer.stop_button, LEFT)
+    wait_idle(qtbot, window)
+    answer = _answer(window, window.chat.conversation_id)
+    assert answer.finish_reason == "cancelled" and len(answer.content) >= 20
+    assert answer.generation_tokens < 4000
+    assert "stopped" in window.transcript.toPlainText()
+    assert window.composer.send_button.isVisible() and not window.composer.stop_button.isVisible()
+
+
+def test_the_stop_menu_item_stops_the_answer(qtbot, window):
+    set_default_sampling(window, temperature=0.0, max_tokens=4000)
+    send(qtbot, window, "Another long story")
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 20, timeout=WAIT_MS)
+    stop = menu_action(window, "Stop")
+    assert stop.shortcut() == QKeySequence("Esc")
+    stop.trigger()
+    wait_idle(qtbot, window)
+    assert _answer(window, window.chat.conversation_id).finish_reason == "cancelled"
+
+
+# --- 2. New chat ---
+
+def test_the_new_chat_button_and_cmd_n_start_an_empty_chat(qtbot, window):
+    send(qtbot, window, "The first chat")
+    wait_idle(qtbot, window)
+    first = window.chat.conversation_id
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    assert window.chat.conversation_id is None
+    assert "The first chat" not in window.transcript.toPlainText()
+    assert not window.sidebar.list.selectionModel().hasSelection()
+    send(qtbot, window, "The second chat")
+    wait_idle(qtbot, window)
+    second = window.chat.conversation_id
+    assert second not in (None, first) and window.sidebar.model.rowCount() == 2
+    window.composer.edit.setFocus()
+    QTest.keySequence(window.composer.edit, QKeySequence(QKeySequence.StandardKey.New))
+    assert window.chat.conversation_id is None and "The second chat" not in window.transcript.toPlainText()
+    assert [m.content for m in window.store.active_path(first)][0] == "The first chat"
+
+
+# --- 3. The Edit menu ---
+
+def test_copy_and_select_all_in_an_answer(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Bread")
+    question = store.add_user_message(conv.id, "How do I start?")
+    store.add_answer(conv.id, question.id, "Sourdough needs a starter and patience.")
+    window.sidebar.refresh()
+    click_row(window, "Bread")
+    view = window.transcript
+    assert "Sourdough needs a starter" in view.toPlainText()
+    QTest.mouseDClick(view.viewport(), LEFT, Qt.KeyboardModifier.NoModifier,
+                      _point_of(view, "Sourdough"))
+    assert view.textCursor().selectedText() == "Sourdough"
+    menu_action(window, "Copy").trigger()
+    assert QGuiApplication.clipboard().text() == "Sourdough"
+    menu_action(window, "Select All").trigger()
+    selected = view.textCursor().selectedText().replace("\u2029", "\n")
+    assert "How do I start?" in selected and "Sourdough needs a starter and patience." in selected
+    QTest.keySequence(view, QKeySequence(QKeySequence.StandardKey.Copy))
+    copied = QGuiApplication.clipboard().text()
+    assert "How do I start?" in copied and "patience." in copied
+
+
+def test_cut_paste_and_undo_in_the_message_box(qtbot, window):
+    box = window.composer.edit
+    QTest.mouseClick(box.viewport(), LEFT)
+    QTest.keyClicks(box, "a draft to move")
+    menu_action(window, "Select All").trigger()
+    menu_action(window, "Cut").trigger()
+    assert box.toPlainText() == "" and QGuiApplication.clipboard().text() == "a draft to move"
+    menu_action(window, "Paste").trigger()
+    menu_action(window, "Paste").trigger()
+    assert box.toPlainText() == "a draft to movea draft to move"
+    menu_action(window, "Undo").trigger()
+    assert box.toPlainText() == "a draft to move"
+    menu_action(window, "Redo").trigger()
+    assert box.toPlainText() == "a draft to movea draft to move"
+
+
+def _point_of(view, text: str):
+    cursor = view.document().find(text)
+    cursor.setPosition(cursor.selectionStart() + 2)
+    return view.cursorRect(cursor).center()
+
+
+# --- 4. Nothing typed is lost ---
+
+def test_stop_before_the_first_token_keeps_the_message(qtbot, window):
+    gate = threading.Event()
+    # The engine is busy with something else (as while a model loads), so the answer cannot begin.
+    window.bridge.engine.run(lambda _model: gate.wait(WAIT_MS / 1000))
+    send(qtbot, window, "Please keep this question")
+    QTest.mouseClick(window.composer.stop_button, LEFT)
+    gate.set()
+    wait_idle(qtbot, window)
+    conv = window.chat.conversation_id
+    [user] = window.store.active_path(conv)
+    assert user.content == "Please keep this question"
+    shown = window.transcript.toPlainText()
+    assert "Please keep this question" in shown and "not answered" in shown
+    assert window.banner.isVisible() and "Stopped before the answer began" in window.banner_text.text()
+    assert window.sidebar.model.index(0).data() == "Please keep this question"
+    click_text(window.transcript, "Retry")
+    wait_idle(qtbot, window)
+    user_again, answer = window.store.active_path(conv)
+    assert user_again.id == user.id and answer.content and answer.finish_reason == "length"
+    assert "not answered" not in window.transcript.toPlainText()
+
+
+def test_a_message_too_big_for_the_context_stays_in_the_chat(qtbot, window):
+    huge = "words upon words " * 3000
+    send(qtbot, window, huge)
+    wait_idle(qtbot, window)
+    conv = window.chat.conversation_id
+    [user] = window.store.active_path(conv)
+    assert user.content == huge
+    assert window.banner.isVisible() and "does not fit" in window.banner_text.text()
+    assert "not answered" in window.transcript.toPlainText()
+    send(qtbot, window, "A short one instead")
+    wait_idle(qtbot, window)
+    short_user, answer = window.store.active_path(conv)
+    assert short_user.content == "A short one instead" and answer.content
+    assert window.store.siblings(short_user.id) == [user.id, short_user.id]  # the long one is kept
+
+
+def test_sending_with_no_model_keeps_the_text(qtbot, window):
+    QTest.mouseClick(window.unload_button, LEFT)
+    qtbot.waitUntil(lambda: window.model_state.text() == "No model loaded", timeout=WAIT_MS)
+    QTest.mouseClick(window.composer.edit.viewport(), LEFT)
+    QTest.keyClicks(window.composer.edit, "Is anybody there?")
+    QTest.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.composer.edit.toPlainText() == "Is anybody there?"
+    assert window.composer.notice.isVisible() and "No model is loaded" in window.composer.notice.text()
+    assert window.store.list_conversations() == []
+
+
+# --- 5. Answers go on in the background ---
+
+def test_an_answer_goes_on_while_another_chat_is_open(qtbot, window):
+    set_default_sampling(window, temperature=0.0, max_tokens=1500)
+    send(qtbot, window, "Chat A, a long answer")
+    conv_a = window.chat.conversation_id
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 10, timeout=WAIT_MS)
+    assert window.chat.busy
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    assert window.chat.conversation_id is None and not window.transcript.streaming
+    assert window.sidebar.model.index(0).data() == "✎ Chat A, a long answer"
+    assert window.composer.send_button.isVisible()  # Stop belongs to chat A, not here
+    # A second message while chat A is being answered: refused, said so, kept in the box.
+    QTest.keyClicks(window.composer.edit, "Chat B")
+    QTest.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.composer.edit.toPlainText() == "Chat B"
+    assert "Still answering in “Chat A, a long answer”" in window.composer.notice.text()
+    # Back to chat A: still streaming, with what came meanwhile.
+    click_row(window, "Chat A, a long answer")
+    assert window.chat.conversation_id == conv_a and window.transcript.streaming
+    assert window.composer.stop_button.isVisible()
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    wait_idle(qtbot, window)
+    answer = _answer(window, conv_a)
+    assert answer.finish_reason == "length" and answer.generation_tokens == 1500
+    assert window.sidebar.model.index(0).data() == "Chat A, a long answer"
+    click_row(window, "Chat A, a long answer")
+    assert not window.transcript.streaming and "tok/s" in window.transcript.toPlainText()
+
+
+# --- 6. Settings reach new chats at once, nothing leaks between chats ---
+
+def test_a_new_chat_starts_from_the_settings_defaults_not_the_chat_before(qtbot, window):
+    store = window.store
+    pirate = store.create_conversation(title="Pirate chat", system_prompt="Talk like a pirate.",
+                                       settings={"temperature": 1.5, "max_tokens": 5})
+    store.add_user_message(pirate.id, "Ahoy")
+    window.sidebar.refresh()
+    click_row(window, "Pirate chat")
+    assert window.chat.system_prompt == "Talk like a pirate." and window.chat.sampling.temperature == 1.5
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    send(qtbot, window, "A fresh start")
+    wait_idle(qtbot, window)
+    fresh = store.conversation(window.chat.conversation_id)
+    assert fresh.system_prompt == window.prefs.get("generation/system_prompt") != "Talk like a pirate."
+    assert fresh.settings["max_tokens"] == 12 and fresh.settings["temperature"] == 0.0
+
+
+def test_changed_settings_reach_the_next_new_chat_at_once(qtbot, window):
+    menu_action(window, "Settings…").trigger()
+    page = window._settings_dialog.generation_page
+    page.system_prompt.setPlainText("Answer in French.")
+    page.sampling.max_tokens.setValue(7)
+    window._settings_dialog.close()
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    send(qtbot, window, "Bonjour")
+    wait_idle(qtbot, window)
+    conv = window.store.conversation(window.chat.conversation_id)
+    assert conv.system_prompt == "Answer in French." and conv.settings["max_tokens"] == 7
+    assert _answer(window, conv.id).generation_tokens == 7
+
+
+def test_a_preset_marked_default_applies_to_new_chats(qtbot, window):
+    menu_action(window, "Settings…").trigger()
+    presets = window._settings_dialog.generation_page.presets
+    presets.name.setText("Terse")
+    presets.prompt.setPlainText("Be terse.")
+    presets.make_default.setChecked(True)
+    QTest.mouseClick(presets.save_button, LEFT)
+    qtbot.waitUntil(lambda: presets.list.count() and presets.list.item(0).text() == "Terse (default)",
+                    timeout=WAIT_MS)
+    window._settings_dialog.close()
+    send(qtbot, window, "Under the preset")  # the empty chat open since the start
+    wait_idle(qtbot, window)
+    assert window.store.conversation(window.chat.conversation_id).system_prompt == "Be terse."
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    send(qtbot, window, "Again under the preset")
+    wait_idle(qtbot, window)
+    assert window.store.conversation(window.chat.conversation_id).system_prompt == "Be terse."
+
+
+# --- 7. Delete key, Cmd+W, Cmd+Q ---
+
+def test_the_delete_key_deletes_the_selected_chat_with_undo_and_frees_its_cache(qtbot, window):
+    send(qtbot, window, "Delete me")
+    wait_idle(qtbot, window)
+    conv = window.chat.conversation_id
+    assert conv in _cached_conversations(window)
+    click_row(window, "Delete me")
+    QTest.keyClick(window.sidebar.list, Qt.Key.Key_Delete)
+    assert window.sidebar.model.rowCount() == 0 and window.chat.conversation_id is None
+    assert window.sidebar.undo_bar.isVisible() and "Delete me" in window.sidebar.undo_label.text()
+    assert "Delete me" not in window.transcript.toPlainText()
+    assert conv not in _cached_conversations(window)
+    QTest.mouseClick(window.sidebar.undo_button, LEFT)
+    assert window.sidebar.model.rowCount() == 1
+    click_row(window, "Delete me")
+    QTest.keyClick(window.sidebar.list, Qt.Key.Key_Backspace)  # the Mac keyboard's delete key
+    assert window.sidebar.model.rowCount() == 0
+    window.sidebar.commit_deletes()
+    assert window.store.list_conversations() == []
+
+
+def test_cmd_w_closes_the_window_and_cmd_q_quits(qtbot, window):
+    window.keeps_running_when_closed = True  # as on a Mac
+    menu_action(window, "Close Window").trigger()
+    assert not window.isVisible() and window.bridge.engine._thread.isRunning()
+    QGuiApplication.instance().applicationStateChanged.emit(Qt.ApplicationState.ApplicationActive)  # Dock click
+    assert window.isVisible()
+    send(qtbot, window, "Still here")
+    wait_idle(qtbot, window)
+    assert _answer(window, window.chat.conversation_id).content
+    menu_action(window, "Quit Hearth").trigger()  # Cmd+Q on a Mac
+    assert not window.isVisible() and window.bridge.engine._thread.isFinished()
+
+
+def test_close_window_quits_where_closing_the_only_window_means_quit(qtbot, window):
+    window.keeps_running_when_closed = False  # Linux and Windows
+    QTest.keySequence(window, QKeySequence(QKeySequence.StandardKey.Close))
+    assert not window.isVisible() and window.bridge.engine._thread.isFinished()
+
+
+# --- 8. The context meter ---
+
+def test_the_context_meter_shows_the_open_chats_count(qtbot, window):
+    send(qtbot, window, "Short")
+    wait_idle(qtbot, window)
+    conv_a = window.chat.conversation_id
+    answer_a = _answer(window, conv_a)
+    used_a = answer_a.prompt_tokens + answer_a.generation_tokens
+    assert window.context_meter.value() == used_a > 0
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    assert window.context_meter.value() == 0
+    set_default_sampling(window, temperature=0.0, max_tokens=1500)
+    send(qtbot, window, "A much longer question than the first one, with many more words in it")
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 10, timeout=WAIT_MS)
+    assert window.context_meter.value() != used_a
+    click_row(window, "Short")  # chat B goes on answering meanwhile
+    assert window.context_meter.value() == used_a
+    wait_idle(qtbot, window)
+    assert window.context_meter.value() == used_a and window.context_meter.maximum() == 4096
