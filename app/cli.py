@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - last resort: one line here, the traceback in the log
         log.exception("unexpected error")
-        print(f"hearth: internal error: {exc} (details in {_log_file()})", file=sys.stderr)
+        try:
+            details = f" (details in {_log_file()})"
+        except OSError:  # no log folder either (a read-only HEARTH_HOME): still one line
+            details = ""
+        print(f"hearth: internal error: {exc}{details}", file=sys.stderr)
         return 1
 
 

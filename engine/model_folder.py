@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,8 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
     tensors = safetensors_header.read_headers(weight_files)
     has_spm = (path / "tokenizer.model").is_file()
     has_json = (path / "tokenizer.json").is_file()
+    if has_spm:
+        _check_sentencepiece(path / "tokenizer.model")
     if not (has_spm or has_json):
         raise MissingTokenizer(
             f"{_label(path)} has no tokenizer: neither tokenizer.json nor tokenizer.model is there."
@@ -232,6 +235,19 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
     )
 
 
+def _check_sentencepiece(file: Path) -> None:
+    """A sentencepiece model is a protobuf whose first field is its pieces (tag 0x0A). Checked here,
+    because transformers answers a damaged one with advice to install tiktoken."""
+    try:
+        with open(file, "rb") as f:
+            head = f.read(2)
+    except OSError as exc:
+        raise MissingTokenizer(f"tokenizer.model in {_label(file.parent)} cannot be read ({exc.strerror or exc}).") from exc
+    if len(head) < 2 or head[0] != 0x0A:
+        raise MissingTokenizer(f"tokenizer.model in {_label(file.parent)} is not a sentencepiece model: it is "
+                               f"damaged or in another format. Replace it with the model's own tokenizer.model.")
+
+
 def _parameter_count(
     tensors: dict[str, safetensors_header.TensorInfo], config: dict[str, Any], shape: dict[str, int]
 ) -> int:
@@ -250,12 +266,36 @@ def _parameter_count(
     return total
 
 
+# JSON and template files beside the weights are small; anything larger is not what it claims to be
+# (and a config.json linked to /dev/zero must not be read until memory runs out).
+MAX_TEXT_FILE_BYTES = 16 << 20
+_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def read_small_text(path: Path, limit: int = MAX_TEXT_FILE_BYTES) -> str:
+    """A text file's contents, only if it is an ordinary file of at most `limit` bytes (a FIFO
+    would block, a device never end). Raises ConfigError naming the file, OSError, or
+    UnicodeDecodeError."""
+    info = os.stat(path)  # follows links, as opening would
+    kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), None)
+    if kind is not None:
+        raise ConfigError(f"{path.name} in {_label(path.parent)} cannot be read: it is {kind}, not a file "
+                          f"(Hearth reads only ordinary files).")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{path.name} in {_label(path.parent)} is larger than {limit >> 20} MiB, far more "
+                          f"than such a file holds; it is not a model's {path.name}.")
+    return data.decode("utf-8")
+
+
 def read_config(path: Path) -> dict[str, Any]:
     config_path = path / "config.json"
     if not os.path.lexists(config_path):
         raise ConfigError(f"{_label(path)} has no config.json, so it is not an mlx-lm model folder.")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(read_small_text(config_path))
     except OSError as exc:
         raise ConfigError(
             f"config.json in {_label(path)} cannot be read ({exc.strerror or exc})."
@@ -272,10 +312,10 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_optional_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_text(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFolderError(f"{path.name} in {_label(path.parent)} is not valid JSON: {exc}") from exc
     return data if isinstance(data, dict) else {}
@@ -308,7 +348,7 @@ def _weight_files(path: Path, config: dict[str, Any]) -> list[Path]:
         raise _no_safetensors_error(path)
     index = _read_optional_json(path / "model.safetensors.index.json")
     shards = set((index.get("weight_map") or {}).values())
-    missing = sorted(s for s in shards if not (path / s).is_file())
+    missing = sorted(s for s in shards if not (path / s).exists())
     if missing:
         raise WeightsMismatch(
             f"{_label(path)} is incomplete: {len(missing)} weight file(s) listed in "
@@ -534,7 +574,7 @@ def _chat_template(path: Path, tokenizer_config: dict[str, Any]) -> str | None:
     jinja = path / "chat_template.jinja"
     if jinja.is_file():
         try:
-            return jinja.read_text(encoding="utf-8")
+            return read_small_text(jinja)
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelFolderError(f"chat_template.jinja in {_label(path)} cannot be read: {exc}") from exc
     template = tokenizer_config.get("chat_template")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ class TensorInfo:
 def read_header(path: Path) -> dict[str, TensorInfo]:
     """Tensor infos of one .safetensors file; raises WeightsMismatch when the file is damaged."""
     try:
-        file_size = path.stat().st_size
+        info = path.stat()
+        file_size = info.st_size
     except OSError as exc:
         # In a Hugging Face cache the file is a link to a blob, which an interrupted download or a
         # cache clean-up can leave missing.
@@ -45,6 +47,8 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
             f"{path.name} cannot be read ({exc.strerror or exc}); the file or the blob it links to "
             f"is missing."
         ) from exc
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open, a device never end
+        raise WeightsMismatch(f"{path.name} is not an ordinary file, so it cannot hold weights.")
     try:
         with open(path, "rb") as f:
             prefix = f.read(8)
