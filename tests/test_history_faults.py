@@ -256,6 +256,20 @@ def test_a_read_only_home_on_first_run_is_one_line(tmp_path):
     assert list(home.iterdir()) == []
 
 
+def test_a_read_only_home_is_one_line_for_other_commands_too(tmp_path):
+    """Even an unexpected failure there says one line: there is no log folder to point to."""
+    prefix = _without_permission_override()
+    home = tmp_path / "read-only-home"
+    home.mkdir()
+    home.chmod(0o555)
+    try:
+        result = hearth(home, "models", prefix=prefix)
+    finally:
+        home.chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Permission denied" in result.stderr
+
+
 def test_a_read_only_mounted_home_on_first_run_is_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
