@@ -260,14 +260,24 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Messages beyond this are not a chat (a million-token context is a few MiB of text); the cap also
+# stops `--messages /dev/zero` from filling the memory.
+MESSAGES_CAP = 64 * 2**20
 
 
 def read_messages(source: str) -> list[dict[str, Any]]:
     name = "the standard input" if source == "-" else source
     try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        if source == "-":
+            data = sys.stdin.buffer.read(MESSAGES_CAP + 1)
+        else:
+            with Path(source).open("rb") as file:
+                data = file.read(MESSAGES_CAP + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    if len(data) > MESSAGES_CAP:
+        raise UsageError(f"{name} holds more than {MESSAGES_CAP // 2**20} MiB, far more than any "
+                         f"context window; it is not read further")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -149,6 +149,16 @@ def test_a_messages_file_that_is_not_utf8_is_one_line(tiny, capsys, monkeypatch,
     _assert_one_line(*_run_main(args, capsys, monkeypatch), "latin1.json", "not UTF-8")
 
 
+@pytest.mark.parametrize("source", ["/dev/zero", "sparse file"])
+def test_messages_beyond_64_mib_are_refused_unread(tiny, capsys, monkeypatch, tmp_path, source):
+    if source == "sparse file":
+        source = str(tmp_path / "huge.json")
+        Path(source).touch()
+        os.truncate(source, 65 * 2**20)  # sparse: no disk used
+    args = ["prompt", str(tiny["spm_legacy"]), "--messages", source]
+    _assert_one_line(*_run_main(args, capsys, monkeypatch), source, "more than 64 MiB")
+
+
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\udc80b"])
 @pytest.mark.parametrize("command", ["generate", "prompt"])
 def test_lone_surrogates_in_json_messages_are_one_line(tiny, capsys, monkeypatch, command, escape):
