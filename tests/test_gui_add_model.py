@@ -14,9 +14,11 @@ from gguf_writer import write_gguf
 from hub_server import HubServer, configure_hf_client
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from engine.library import catalog, library
+from engine.sampling import SamplingSettings
 
 TIMEOUT_MS = 120_000
 
@@ -92,6 +94,28 @@ def test_settings_catalog_download_of_a_gguf_entry_ends_with_a_usable_model(qtbo
     model = library.find("llama-2-7b-chat.Q4_0")
     assert model.usable and model.kind == "converted"  # converted, not a bare .gguf "without config.json"
     qtbot.waitUntil(lambda: page.installed.select("llama-2-7b-chat.Q4_0"), timeout=10_000)
+    dialog.close()
+    _chat_with(qtbot, window, "llama-2-7b-chat.Q4_0")
+
+
+def _chat_with(qtbot, window, ref: str) -> None:
+    """Pick the model in the toolbar with the keyboard, type a message, press Return: an answer."""
+    picker = window.model_picker
+    qtbot.waitUntil(lambda: picker.findData(ref) >= 0, timeout=10_000)
+    picker.setFocus()
+    while picker.currentData() != ref:
+        before = picker.currentIndex()
+        QTest.keyClick(picker, Qt.Key.Key_Down if picker.findData(ref) > before else Qt.Key.Key_Up)
+        assert picker.currentIndex() != before
+    qtbot.waitUntil(lambda: window.chat.model_ref == ref and "context" in window.model_state.text(),
+                    timeout=60_000)
+    window.chat.sampling = SamplingSettings(temperature=0.0, max_tokens=6)
+    QTest.keyClicks(window.composer.edit, "Hello there")
+    QTest.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.chat.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.chat.busy, timeout=60_000)
+    path = window.chat.store.active_path(window.chat.conversation_id)
+    assert [m.role for m in path][-2:] == ["user", "assistant"] and path[-1].content
 
 
 def test_import_gguf_button_shows_a_bad_files_error_then_imports_a_good_one(qtbot, window, tmp_path,
