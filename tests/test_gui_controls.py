@@ -201,6 +201,8 @@ def test_an_answer_goes_on_while_another_chat_is_open(qtbot, window):
     wait_idle(qtbot, window)
     answer = _answer(window, conv_a)
     assert answer.finish_reason == "length" and answer.generation_tokens == 1500
+    assert not window.composer.notice.isVisible()  # "still answering" no longer holds
+    assert window.composer.edit.toPlainText() == "Chat B"
     assert window.sidebar.model.index(0).data() == "Chat A, a long answer"
     click_row(window, "Chat A, a long answer")
     assert not window.transcript.streaming and "tok/s" in window.transcript.toPlainText()

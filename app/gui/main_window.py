@@ -222,6 +222,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.chat.busyChanged.connect(self.composer.set_generating)
         self.chat.refused.connect(self.composer.show_notice)
         self.chat.generatingChanged.connect(self.sidebar.set_generating)
+        # When the answer ends, a "still answering" refusal no longer holds.
+        self.chat.generatingChanged.connect(lambda cid: cid or self.composer.show_notice(""))
         self.chat.busyChanged.connect(lambda busy: busy or self.progress_note.clear())
         self.chat.historyChanged.connect(self._refresh_sidebar)
         self.chat.conversationChanged.connect(self._on_conversation_changed)
