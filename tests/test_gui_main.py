@@ -280,6 +280,10 @@ def test_window_size_splitter_and_last_conversation_are_restored(qtbot, window):
     # splitter) to fit; the height comes back exactly.
     assert again.height() == size[1] == 650
     assert "remember me" in again.transcript.toPlainText()
+    answer = again.store.active_path(conv)[-1]
+    # The meter shows the reopened chat's count once the model (and its context length) is back.
+    qtbot.waitUntil(lambda: again.context_meter.maximum() == 4096, timeout=WAIT_MS)
+    assert again.context_meter.value() == answer.prompt_tokens + answer.generation_tokens > 0
     again.close()
 
 

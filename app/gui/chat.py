@@ -385,7 +385,13 @@ class ChatController(QObject):
             self.transcript.append_text(text)
 
     def _on_model_loaded(self, loaded: dict) -> None:
+        """The context length is known now: the meter shows the open chat against it."""
         self._context_length = loaded["context_length"]
+        if self.conversation_id is not None:
+            try:
+                self._show_context(self.store.active_path(self.conversation_id, last=VISIBLE))
+            except HistoryError:
+                pass
 
     def _on_prompt_ready(self, request_id: int, ready: dict) -> None:
         if self._turn is None or request_id != self._turn.request_id:

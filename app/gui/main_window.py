@@ -348,6 +348,7 @@ class MainWindow(AddModelMixin, QMainWindow):
     def _on_conversation_changed(self, conversation_id: str) -> None:
         self.prefs.set("window/last_conversation", conversation_id)
         self.sidebar.select(conversation_id or None)
+        self.progress_note.clear()  # an answer being read in another chat goes on unseen
 
     def _send_message(self, text: str) -> None:
         if self.chat.send(text):
