@@ -116,10 +116,7 @@ def build_prompt(
         PromptFormat.PLAIN: _PlainBuilder,
     }[fmt](tokenizer, messages, continuing)
     reserve = max(1, min(max_tokens, context_length // 4))
-    for dropped in range(builder.max_droppable + 1):
-        ids = builder.ids(dropped)
-        if len(ids) + reserve <= context_length or dropped == builder.max_droppable:
-            break
+    dropped, ids = _fewest_to_drop(builder, lambda ids: len(ids) + reserve <= context_length)
     if len(ids) >= context_length:
         raise ContextOverflow(
             f"The newest message does not fit: the prompt needs {len(ids):,} tokens even with every "
@@ -141,6 +138,25 @@ def _is_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _fewest_to_drop(builder: _Builder, fits) -> tuple[int, list[int]]:
+    """The fewest oldest exchanges to leave out for the ids to fit (all of them if nothing fits),
+    and those ids. A binary search: each try encodes the whole chat, and leaving more out never
+    makes a prompt longer."""
+    ids = builder.ids(0)
+    if fits(ids) or builder.max_droppable == 0:
+        return 0, ids
+    low, high = 1, builder.max_droppable  # the answer is in [low, high]
+    found = builder.ids(high)
+    while low < high:
+        middle = (low + high) // 2
+        tried = builder.ids(middle)
+        if fits(tried):
+            high, found = middle, tried
+        else:
+            low = middle + 1
+    return high, found
 
 
 class _Builder:
@@ -214,17 +230,23 @@ class _TemplateBuilder(_Builder):
         kept = self.turns[2 * dropped :]
         messages = ([{"role": "system", "content": self.system}] if self.system is not None else []) + kept
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-        open_mark, close_mark = _content_marks(messages)
-        shown = self._shown_texts(messages)
-        marked = self._render(
-            [{**m, "content": open_mark + text + close_mark} for m, text in zip(messages, shown, strict=True)]
-        )
-        return self.tokenizer.encode_template(_split_marked(marked, open_mark, close_mark))
+        marks = _content_marks(messages)
+        return self.tokenizer.encode_template(_split_marked(self._marked_rendering(messages, marks), *marks))
 
-    def _shown_texts(self, messages: list[dict[str, str]]) -> list[str]:
-        """Each message's text as the template shows it: templates often trim some roles' texts,
-        and a trimmed text must be marked trimmed, or its spaces would move outside the marks."""
+    def _marked_rendering(self, messages: list[dict[str, str]], marks: tuple[str, str]) -> str:
+        """The template rendered with each message's text between the marks, as the template shows
+        that text: templates often trim some texts, and a trimmed text must be marked trimmed, or
+        its spaces would fall outside the marks."""
         plain = self._render(messages)
+        # What most templates do: show every text as it is, or every text trimmed.
+        for texts in ([m["content"] for m in messages], [m["content"].strip() for m in messages]):
+            marked = self._render(_marked(messages, texts, marks))
+            if _unmarked(marked, marks) == plain:
+                return marked
+        return self._render(_marked(messages, self._trimmed_one_by_one(messages, plain), marks))
+
+    def _trimmed_one_by_one(self, messages: list[dict[str, str]], plain: str) -> list[str]:
+        """Each text as shown, for templates that trim some roles' texts (or only one side)."""
         shown = []
         for i, message in enumerate(messages):
             text = message["content"]
@@ -256,6 +278,14 @@ def _content_marks(messages: list[dict[str, str]]) -> tuple[str, str]:
     while f"\ue000{n}\ue001" in texts or f"\ue002{n}\ue003" in texts:
         n += 1
     return f"\ue000{n}\ue001", f"\ue002{n}\ue003"
+
+
+def _marked(messages: list[dict[str, str]], texts: list[str], marks: tuple[str, str]) -> list[dict[str, str]]:
+    return [{**m, "content": marks[0] + text + marks[1]} for m, text in zip(messages, texts, strict=True)]
+
+
+def _unmarked(text: str, marks: tuple[str, str]) -> str:
+    return text.replace(marks[0], "").replace(marks[1], "")
 
 
 def _split_marked(text: str, open_mark: str, close_mark: str) -> list[tuple[str, bool]]:
