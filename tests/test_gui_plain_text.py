@@ -84,3 +84,35 @@ def test_tool_tips_show_markup_as_text():
     document = QTextDocument()
     document.setHtml(tip)
     assert document.toPlainText() == text
+
+
+def test_a_settings_section_shows_a_failed_jobs_markup_as_text(qtbot):
+    """Settings pages run their work in the background and show its error in their banner."""
+    from app.gui.settings.widgets import Section
+    from engine.errors import HearthError
+
+    section = Section("Test message")
+    qtbot.addWidget(section)
+
+    def fails():
+        raise HearthError(f"{MARKUP} is not a model folder")
+
+    section.run(fails, lambda _result: None, "Could not add it")
+    qtbot.waitUntil(lambda: section.banner.text() != "", timeout=WAIT_MS)
+    assert section.banner.text() == f"Could not add it: {MARKUP} is not a model folder"
+    assert section.banner.textFormat() == Qt.TextFormat.PlainText  # its accessible name is fixed
+
+
+def test_table_tool_tips_show_markup_as_text(qtbot):
+    """The Settings tables (catalog, Hub search, installed models): a name or a fit note from
+    outside, shown in a tool tip, keeps its markup as text."""
+    from PySide6.QtGui import QTextDocument
+
+    from app.gui.settings.tables import Column, RowTableModel
+
+    model = RowTableModel([Column("Name", lambda row: row)])
+    model.set_rows([MARKUP])
+    document = QTextDocument()
+    document.setHtml(model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole))
+    assert document.toPlainText() == MARKUP
+    assert model.index(0, 0).data(Qt.ItemDataRole.DisplayRole) == MARKUP
