@@ -368,6 +368,7 @@ def _setup_logging() -> None:
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.raiseExceptions = False  # a log file on a full disk loses lines, never prints tracebacks
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)

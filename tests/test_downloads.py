@@ -169,6 +169,13 @@ def assert_installed(server, home: Path, repo_files: dict[str, bytes], done: Dow
     assert model.path == snapshot
 
 
+def served_bytes(server, name: str = WEIGHTS) -> int:
+    """Body bytes of the file the server has sent, once it has finished sending (a client may
+    hold the last bytes before the server thread counts them)."""
+    wait_for(lambda: server.bodies_in_flight() == 0, "the server to finish sending")
+    return server.bytes_served(name)
+
+
 def gets(server, name: str) -> list:
     return [r for r in server.requests_for("/resolve/", "GET") if r.path.endswith("/" + name)]
 
@@ -254,13 +261,13 @@ def test_pause_then_resume_continues_from_the_bytes_on_disk(server, hf_home, rep
 
     wait_for(lambda: server.bodies_in_flight() == 0, "the server to notice the closed connection")
     server.throttle(None)
-    served = server.bytes_served(WEIGHTS)
+    served = served_bytes(server)
     server.clear_requests()
     events = Recorder()
     done = job(on_event=events).run()
     assert_installed(server, hf_home, repo_files, done)
     assert [r.range for r in gets(server, WEIGHTS)] == [f"bytes={size}-"]
-    assert served + server.bytes_served(WEIGHTS) <= 1.1 * weights
+    assert served + served_bytes(server) <= 1.1 * weights
     already = {n for n in MODEL_FILES if (n != WEIGHTS and not gets(server, n))}
     assert already  # files finished before the pause are not fetched again
     downloading = [e for e in events.progress if e.state in ("downloading", "verifying")]
@@ -313,13 +320,13 @@ def test_a_killed_download_resumes_and_verifies(server, hf_home, repo_files, tmp
 
     wait_for(lambda: server.bodies_in_flight() == 0, "the server to notice the closed connection")
     server.throttle(None)
-    served = server.bytes_served(WEIGHTS)
+    served = served_bytes(server)
     server.clear_requests()
     done = job().run()
     assert_installed(server, hf_home, repo_files, done)
     assert [r.range for r in gets(server, WEIGHTS)] == [f"bytes={size}-"]
     # What the killed process had received but not written is all the resume costs.
-    assert served + server.bytes_served(WEIGHTS) <= 1.1 * len(repo_files[WEIGHTS])
+    assert served + served_bytes(server) <= 1.1 * len(repo_files[WEIGHTS])
 
 
 def test_a_stray_weights_file_the_index_does_not_list_is_not_fetched(server, hf_home, repo_files):
@@ -350,7 +357,7 @@ def test_pieces_are_written_as_they_arrive_without_touching_huggingface_hub(serv
     assert job(on_event=on_event).run().status == "complete"
     assert len([s for s in sizes if 0 < s < len(repo_files[WEIGHTS])]) >= 4
     assert constants.DOWNLOAD_CHUNK_SIZE == default
-    assert server.bytes_served(WEIGHTS) == len(repo_files[WEIGHTS])
+    assert served_bytes(server) == len(repo_files[WEIGHTS])
 
 
 def test_large_files_are_hashed_beside_the_transfer(server, hf_home, repo_files, monkeypatch):
@@ -382,7 +389,7 @@ def test_a_connection_closed_mid_file_is_resumed(server, hf_home, repo_files):
     ranges = [r.range for r in gets(server, WEIGHTS)]
     assert ranges == [None, "bytes=50000-"]  # every byte received was kept
     assert server.pending_faults() == []
-    assert server.bytes_served(WEIGHTS) == len(repo_files[WEIGHTS])
+    assert served_bytes(server) == len(repo_files[WEIGHTS])
 
 
 def test_a_reset_connection_is_retried_by_hearth_from_the_partial_file(server, hf_home, repo_files):
@@ -404,7 +411,7 @@ def test_a_reset_connection_is_retried_by_hearth_from_the_partial_file(server, h
     assert "attempt 2 of" in retrying[0].message
     assert len(sizes) == 1 and 0 < sizes[0] <= 50_000
     assert [r.range for r in gets(server, WEIGHTS)] == [None, f"bytes={sizes[0]}-"]
-    assert server.bytes_served(WEIGHTS) <= 1.1 * len(repo_files[WEIGHTS])
+    assert served_bytes(server) <= 1.1 * len(repo_files[WEIGHTS])
 
 
 def test_server_errors_are_retried_with_growing_backoff(server, hf_home, repo_files):
@@ -786,11 +793,14 @@ def test_search_finds_mlx_models_on_the_hub(server, hf_home, repo_files):
 
 def hearth(server, hf_home: Path, *args: str, prelude: str = "", stdin: str | None = None,
            **popen) -> subprocess.Popen:
-    """`hearth ARGS` in a child process against the server (after the Python lines in prelude)."""
-    script = ("import sys, runpy\n" + prelude
-              + "sys.argv = ['hearth', *sys.argv[1:]]\n"
-              + "runpy.run_module('app.cli', run_name='__main__', alter_sys=True)\n")
-    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, text=True,
+    """`python -m app.cli ARGS` in a child process against the server (after the Python lines in
+    prelude, if any)."""
+    command = [sys.executable, "-m", "app.cli"]
+    if prelude:
+        command = [sys.executable, "-c", "import sys, runpy\n" + prelude
+                   + "sys.argv = ['hearth', *sys.argv[1:]]\n"
+                   + "runpy.run_module('app.cli', run_name='__main__', alter_sys=True)\n"]
+    return subprocess.Popen([*command, *args], cwd=ROOT, text=True,
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=child_env(server, hf_home, Path(os.environ["HEARTH_HOME"])), **popen)
@@ -879,3 +889,310 @@ def test_hearth_models_rm_import_search_and_token(server, hf_home, repo_files, t
     assert missing.stderr.strip().endswith(
         "hearth: error: mlx-community/no-such-model does not exist on the Hub (404).")
     assert missing.stdout == ""
+
+
+# ------------------------------------------------------------------- two processes at once
+
+
+class Reader:
+    """Collects a child's stream on a thread, so a test can wait for a line while it runs."""
+
+    def __init__(self, stream) -> None:
+        self.text = ""
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for chunk in iter(lambda: stream.read(1), ""):
+            self.text += chunk
+
+    def join(self) -> str:
+        self._thread.join(WAIT_S)
+        return self.text
+
+
+def run_to_end(proc: subprocess.Popen, err: Reader | None = None) -> tuple[int, str, str]:
+    """Wait for a child (never forever: a hang fails the test); its exit code, stdout, stderr."""
+    try:
+        out = proc.stdout.read() if proc.stdout else ""
+        proc.wait(WAIT_S * 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err.join() if err else proc.stderr.read()
+
+
+def assert_verified_install(server, home: Path, repo_files: dict[str, bytes]) -> None:
+    snapshot = repo_dir(home) / "snapshots" / server.commit_sha(REPO)
+    assert all((snapshot / n).read_bytes() == repo_files[n] for n in MODEL_FILES)
+    assert not list(repo_dir(home).rglob("*.incomplete"))
+    model = library.find(REPO)
+    assert model.usable and model.verification == "verified" and model.path == snapshot
+
+
+def waiting_shares(stderr: str) -> list[int]:
+    """The percentages of the progress lines a waiting download drew."""
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("waiting")]
+    return [int(line.split()[1].rstrip("%")) for line in lines]
+
+
+def test_two_downloads_of_one_repo_started_together_both_end_with_the_verified_model(server, hf_home,
+                                                                                    repo_files):
+    server.throttle(40_000)  # ~3 s for the weights: the two overlap
+    procs = [hearth(server, hf_home, "download", REPO) for _ in range(2)]
+    results = [run_to_end(p) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err
+        assert out == REPO + "\n" and "Traceback" not in err
+    assert_verified_install(server, hf_home, repo_files)
+    # One of them fetched each file; the other waited for it, and no byte was written twice.
+    weights = len(repo_files[WEIGHTS])
+    assert served_bytes(server) <= 1.1 * weights
+    assert len(gets(server, WEIGHTS)) == 1
+
+
+def test_a_second_download_waits_for_the_first_and_shows_its_progress(server, hf_home, repo_files):
+    server.throttle(20_000)  # ~5 s for the weights
+    partial = partial_of(server, hf_home)
+    first = hearth(server, hf_home, "download", REPO)
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * CHUNK or first.poll() is not None,
+             "the first download to write some weights")
+    second = hearth(server, hf_home, "download", REPO)
+    second_err = Reader(second.stderr)
+    wait_for(lambda: "another download is fetching model.safetensors; waiting for it" in second_err.text
+             or second.poll() is not None, "the second download to wait")
+    results = [run_to_end(first), run_to_end(second, second_err)]
+    for code, out, err in results:
+        assert code == 0 and out == REPO + "\n", err
+    shares = waiting_shares(results[1][2])
+    assert len(set(shares)) >= 2 and shares == sorted(shares)  # the first one's bytes, growing
+    assert_verified_install(server, hf_home, repo_files)
+    assert len(gets(server, WEIGHTS)) == 1
+    assert served_bytes(server) == len(repo_files[WEIGHTS])
+
+
+def test_a_waiting_download_takes_over_when_the_first_is_killed(server, hf_home, repo_files):
+    server.throttle(20_000)
+    partial = partial_of(server, hf_home)
+    first = hearth(server, hf_home, "download", REPO)
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * CHUNK or first.poll() is not None,
+             "the first download to write some weights")
+    second = hearth(server, hf_home, "download", REPO)
+    second_err = Reader(second.stderr)
+    wait_for(lambda: "waiting for it" in second_err.text or second.poll() is not None,
+             "the second download to wait")
+    first.kill()  # its lock goes with it
+    run_to_end(first)
+    code, out, err = run_to_end(second, second_err)
+    assert code == 0 and out == REPO + "\n", err
+    assert_verified_install(server, hf_home, repo_files)
+    ranges = [r.range for r in gets(server, WEIGHTS)]
+    assert ranges[0] is None and len(ranges) == 2 and ranges[1].startswith("bytes=")
+    assert int(ranges[1][len("bytes="):-1]) >= 2 * CHUNK  # it went on from the first one's file
+    assert served_bytes(server) <= 1.1 * len(repo_files[WEIGHTS])
+
+
+def test_huggingface_hub_waits_for_hearths_lock_on_a_blob(server, hf_home, repo_files):
+    """Hearth writes a blob under the lock huggingface_hub takes for it, so `hf download` (or
+    mlx-lm) started meanwhile does not fetch the same file beside it."""
+    import huggingface_hub
+
+    server.throttle(30_000)
+    partial = partial_of(server, hf_home)
+    hearth_job = job()
+    thread, result = start(hearth_job)
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * CHUNK, "Hearth to write some weights")
+    path = huggingface_hub.hf_hub_download(REPO, WEIGHTS)  # blocks on the lock, then finds the blob
+    assert Path(path).read_bytes() == repo_files[WEIGHTS]
+    assert finish(thread, result).status == "complete"
+    assert len(gets(server, WEIGHTS)) == 1
+
+
+# ------------------------------------------------------------------ damaged files in the cache
+
+
+def test_a_damaged_blob_from_another_tool_is_listed_as_damaged_and_a_download_repairs_it(server, hf_home,
+                                                                                         repo_files):
+    import huggingface_hub
+
+    huggingface_hub.snapshot_download(REPO)  # what `hf download` / mlx-lm leave
+    blob = repo_dir(hf_home) / "blobs" / weights_sha(server)
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0xFF  # one byte of the weights' data: same size, still loadable
+    blob.write_bytes(bytes(data))
+
+    models = hearth_run(server, hf_home, "models")
+    assert models.returncode == 0, models.stderr
+    (line,) = [line for line in models.stdout.splitlines() if REPO in line]
+    assert "NOT USABLE: damaged: model.safetensors does not match its SHA-256 on the Hub" in line
+    assert f"`hearth download {REPO}` fetches it again" in line
+
+    server.clear_requests()
+    again = hearth_run(server, hf_home, "download", REPO)
+    assert again.returncode == 0 and again.stdout == REPO + "\n", again.stderr
+    assert [r.range for r in gets(server, WEIGHTS)] == [None]  # the weights afresh, nothing else
+    assert {r.path.rsplit("/", 1)[1] for r in server.requests_for("/resolve/", "GET")} == {WEIGHTS}
+    assert blob.read_bytes() == repo_files[WEIGHTS]
+    assert_verified_install(server, hf_home, repo_files)
+
+
+# ------------------------------------------------------------------- faults end, never hang
+
+
+def last_line(text: str) -> str:
+    return text.replace("\r", "\n").strip().splitlines()[-1]
+
+
+def test_a_full_disk_under_hearths_library_file_ends_the_download_with_one_line(server, hf_home,
+                                                                               tmp_path, monkeypatch):
+    """The reported hang: library.json cannot be written (ENOSPC), and the command used to wait
+    forever on a dead worker thread."""
+    from disk_faults import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "full-disk") as disk:
+        monkeypatch.setenv("HEARTH_HOME", str(disk / "hearth"))
+        from engine import paths
+
+        paths.data_dir()  # the folders exist; then nothing more fits
+        paths.logs_dir()
+        fill(disk)
+        code, out, err = run_to_end(hearth(server, hf_home, "download", REPO))
+        assert code == 1 and out == ""
+        record = disk / "hearth" / "data" / "library.json"
+        assert last_line(err) == (f"hearth: error: Hearth cannot write its library file {record}: the disk is "
+                                  f"full; free some space and try again.")
+        assert "Traceback" not in err
+        assert not repo_dir(hf_home).exists()  # it stopped before writing anything
+
+
+def test_a_disk_that_fills_up_mid_download_ends_it_with_one_line_and_it_resumes(server, hf_home,
+                                                                                repo_files, tmp_path,
+                                                                                monkeypatch):
+    """Another program fills the disk while the weights arrive: blob and library file alike get
+    ENOSPC. The command ends with the disk's message; with space freed, the same command resumes."""
+    from disk_faults import fill, small_tmpfs
+
+    with small_tmpfs(hf_home, "2M") as disk:
+        monkeypatch.setenv("HEARTH_HOME", str(disk / "hearth"))
+        server.throttle(20_000)
+        partial = partial_of(server, hf_home)
+        # The free-space check wants 200 MB to spare, which this small disk never has: it is
+        # passed (as on a disk with room) so that the disk fills during the transfer.
+        proc = hearth(server, hf_home, "download", REPO,
+                      prelude="import engine.library.downloads as d; d.DISK_MARGIN_BYTES = 0\n")
+        wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * CHUNK or proc.poll() is not None,
+                 "some weights on the disk")
+        filler = fill(disk)
+        code, out, err = run_to_end(proc)
+        assert code == 1 and out == "", err
+        assert last_line(err) == f"hearth: error: The disk is full while downloading {REPO}: free some space, then resume."
+        assert "Traceback" not in err
+        assert not (repo_dir(hf_home) / "blobs" / weights_sha(server)).exists()
+        assert not library.find(REPO).usable
+
+        filler.unlink()
+        server.throttle(None)
+        code, out, err = run_to_end(hearth(server, hf_home, "download", REPO,
+                                           prelude="import engine.library.downloads as d; d.DISK_MARGIN_BYTES = 0\n"))
+        assert code == 0 and out == REPO + "\n", err
+        assert gets(server, WEIGHTS)[-1].range.startswith("bytes=")  # resumed, not restarted
+        assert_verified_install(server, hf_home, repo_files)
+
+
+def test_a_read_only_library_folder_ends_the_download_with_one_line(server, hf_home):
+    from disk_faults import read_only
+
+    from engine import paths
+
+    data = paths.data_dir()
+    with read_only(data):
+        code, out, err = run_to_end(hearth(server, hf_home, "download", REPO))
+    assert code == 1 and out == "" and "Traceback" not in err
+    why = "its folder is on a read-only disk" if os.geteuid() == 0 else "permission denied"
+    assert last_line(err).startswith(f"hearth: error: Hearth cannot write its library file "
+                                     f"{data / 'library.json'}: {why}")
+
+
+def test_a_worker_whose_event_handler_fails_still_hands_over_a_result(server, hf_home, repo_files):
+    """An on_event that raises (say a window closed and its object deleted under the job): the
+    waiting side gets a failed result with the reason, never a thread that died silently."""
+    def handler(event) -> None:
+        if isinstance(event, DownloadDone):
+            raise RuntimeError("Internal C++ object (DownloadManager) already deleted.")
+
+    worker = downloads.start_worker(job(on_event=handler))
+    done = worker.wait(WAIT_S)
+    assert done is not None, "the worker did not end"
+    assert done.status == "failed" and done.error_kind == "RuntimeError"
+    assert done.error == (f"The download of {REPO} stopped unexpectedly: Internal C++ object "
+                          f"(DownloadManager) already deleted.")
+    # The download itself had finished: the files are in place and verified.
+    assert_verified_install(server, hf_home, repo_files)
+
+
+def test_download_file_fetches_one_verified_file(server, hf_home, repo_files):
+    path = downloads.download_file(REPO, "tokenizer_config.json")
+    assert path == repo_dir(hf_home) / "snapshots" / server.commit_sha(REPO) / "tokenizer_config.json"
+    assert path.read_bytes() == repo_files["tokenizer_config.json"]
+    with pytest.raises(hub.HubError, match=f"{REPO} has no file nope.gguf"):
+        downloads.download_file(REPO, "nope.gguf")
+
+
+def test_download_repo_stops_from_another_thread_and_resumes(server, hf_home, repo_files):
+    server.throttle(20_000)
+    stop = threading.Event()
+    partial = partial_of(server, hf_home)
+    events = Recorder()
+    result: list[DownloadDone] = []
+    thread = threading.Thread(target=lambda: result.append(downloads.download_repo(REPO, on_event=events,
+                                                                                   stop=stop)))
+    thread.start()
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= CHUNK, "some weights on disk")
+    stop.set()
+    thread.join(WAIT_S)
+    assert result and result[0].status == "paused"
+    assert isinstance(events.items[-1][1], DownloadDone)
+    size = partial.stat().st_size
+    server.throttle(None)
+    done = downloads.download_repo(REPO)
+    assert_installed(server, hf_home, repo_files, done)
+    assert gets(server, WEIGHTS)[-1].range == f"bytes={size}-"
+
+
+def test_download_repo_with_discard_on_stop_leaves_nothing(server, hf_home):
+    server.throttle(20_000)
+    stop = threading.Event()
+    partial = partial_of(server, hf_home)
+    result: list[DownloadDone] = []
+    thread = threading.Thread(target=lambda: result.append(downloads.download_repo(REPO, stop=stop,
+                                                                                   discard_on_stop=True)))
+    thread.start()
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= CHUNK, "some weights on disk")
+    stop.set()
+    thread.join(WAIT_S)
+    assert result and result[0].status == "cancelled"
+    assert not repo_dir(hf_home).exists()
+
+
+def test_discarding_a_paused_download_spares_a_file_another_process_is_writing(server, hf_home):
+    """Settings > Downloads > Cancel on a paused row while `hearth download` of the same repo runs
+    in a terminal: the terminal's partial file is left alone."""
+    server.throttle(20_000)
+    partial = partial_of(server, hf_home)
+    first = job()
+    thread, result = start(first)
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= CHUNK, "some weights on disk")
+    first.pause()
+    assert finish(thread, result).status == "paused"
+    other = hearth(server, hf_home, "download", REPO)  # resumes the same partial file
+    other_err = Reader(other.stderr)
+    wait_for(lambda: partial.stat().st_size >= 3 * CHUNK or other.poll() is not None, "the other process")
+    downloads.discard_partial(REPO)
+    assert partial.exists() or (repo_dir(hf_home) / "blobs" / weights_sha(server)).exists()
+    code, out, err = run_to_end(other, other_err)
+    assert code == 0 and out == REPO + "\n", err
+    assert library.find(REPO).usable
+
+    downloads.discard_partial(REPO)  # nobody at work: a finished snapshot stays, records go
+    assert library.find(REPO).usable

@@ -533,29 +533,61 @@ def start_worker(job: DownloadJob) -> Worker:
 
 def download_repo(repo_id: str, revision: str = "main", *, files: list[str] | None = None,
                   on_event: Callable[[Any], None] = lambda event: None,
-                  cancel: threading.Event | None = None) -> DownloadDone:
+                  stop: threading.Event | None = None, discard_on_stop: bool = False) -> DownloadDone:
     """Download (or resume, or repair) a repo's model files, or only `files`, blocking until done.
-    Setting `cancel` cancels it (its partial files are discarded). The result's path is the
-    snapshot folder; status is complete, cancelled or failed (with a one-line error)."""
+    Setting `stop` pauses it (the partial files stay for a resume: status "paused") or, with
+    discard_on_stop, cancels it (they are deleted: "cancelled"). on_event gets the progress events
+    (on the worker thread). The result's path is the snapshot folder; a failure has a one-line
+    error and an error_kind (DiskFull, GatedRepo, Offline, ChecksumMismatch, StateWriteError, ...)."""
     job = DownloadJob(repo_id, revision, files=files, on_event=on_event)
     worker = start_worker(job)
     while True:
         done = worker.wait(0.1)
         if done is not None:
             return done
-        if cancel is not None and cancel.is_set():
-            job.cancel()
+        if stop is not None and stop.is_set():
+            job.cancel() if discard_on_stop else job.pause()
 
 
 def download_file(repo_id: str, filename: str, revision: str = "main", *,
                   on_event: Callable[[Any], None] = lambda event: None,
-                  cancel: threading.Event | None = None) -> Path:
+                  stop: threading.Event | None = None) -> Path:
     """One file of a repo (a GGUF file, say), verified, in the Hugging Face cache; its path.
-    Raises HearthError with the one-line reason when it cannot be had."""
-    done = download_repo(repo_id, revision, files=[filename], on_event=on_event, cancel=cancel)
+    Raises HubError with the one-line reason when it cannot be had (also when stopped)."""
+    done = download_repo(repo_id, revision, files=[filename], on_event=on_event, stop=stop)
     if done.status != "complete" or done.path is None:
-        raise HubError(done.error or f"The download of {filename} from {repo_id} was {done.status}.")
+        raise HubError(done.error or f"The download of {filename} from {repo_id} was {done.status}; "
+                                     f"the same request resumes it.")
     return Path(done.path) / filename
+
+
+def discard_partial(repo_id: str) -> None:
+    """Delete a stopped download's partial files, except those another process is writing now;
+    with no finished snapshot and nobody at work in the repo, its whole folder goes."""
+    import filelock
+
+    folder = hub_cache.repo_folder(repo_id)
+    held, in_use = [], set()
+    try:
+        for path in sorted(hub_cache.lock_path(repo_id, "any").parent.glob("*.lock")):
+            lock = filelock.FileLock(path, mode=0o664)
+            try:
+                lock.acquire(timeout=0)
+                held.append(lock)
+            except filelock.Timeout:
+                in_use.add(path.stem)  # the etag of a blob being written
+        if not in_use and not (folder / "refs").is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for partial in (folder / "blobs").glob("*.incomplete"):
+                if partial.name.split(".")[0] not in in_use:
+                    with contextlib.suppress(OSError):
+                        partial.unlink()
+    finally:
+        for lock in held:
+            lock.release()
+    with state.editing() as data:
+        data["downloads"].pop(repo_id, None)
 
 
 def _quiet_hf_logging() -> None:
