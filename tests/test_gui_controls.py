@@ -319,3 +319,88 @@ def test_the_context_meter_shows_the_open_chats_count(qtbot, window):
     assert window.context_meter.value() == used_a
     wait_idle(qtbot, window)
     assert window.context_meter.value() == used_a and window.context_meter.maximum() == 4096
+
+
+# --- Finding one's place: earlier messages, branches, search hits, the highlighted chat ---
+
+def _long_conversation(store, title: str, exchanges: int, parent=None, conversation=None, start=0):
+    conversation = conversation or store.create_conversation(title=title)
+    first = None
+    for i in range(start, start + exchanges):
+        question = store.add_user_message(conversation.id, f"question {i}", parent_id=parent,
+                                          branch=parent is None)
+        parent = store.add_answer(conversation.id, question.id, f"answer {i}").id
+        first = first or parent
+    return conversation, first
+
+
+def _in_view(view, text: str) -> bool:
+    cursor = view.document().find(text)
+    rect = view.cursorRect(cursor)
+    return not cursor.isNull() and 0 <= rect.top() and rect.bottom() <= view.viewport().height()
+
+
+def test_show_earlier_messages_keeps_the_reading_place(qtbot, window):
+    _long_conversation(window.store, "Long one", 75)
+    window.sidebar.refresh()
+    click_row(window, "Long one")
+    view = window.transcript
+    assert "Show 50 earlier messages" in view.toPlainText() and not _in_view(view, "question 25")
+    view.verticalScrollBar().setValue(0)  # the reader scrolls to the top
+    click_text(view, "Show 50 earlier messages")
+    assert "question 0" in view.toPlainText()
+    assert _in_view(view, "question 25") and not _in_view(view, "answer 74")
+
+
+def test_branch_arrows_keep_the_message_in_view(qtbot, window):
+    store = window.store
+    conv, first_answer = _long_conversation(store, "Branchy", 20)
+    question = store.message(first_answer).parent_id
+    second_answer = store.add_answer(conv.id, question, "another answer 0").id
+    _long_conversation(store, "", 20, parent=second_answer, conversation=conv, start=100)
+    window.sidebar.refresh()
+    click_row(window, "Branchy")
+    view = window.transcript
+    assert "2/2" in view.toPlainText() and _in_view(view, "question 119")
+    view.verticalScrollBar().setValue(0)
+    click_text(view, "<")
+    assert "1/2" in view.toPlainText() and "question 19" in view.toPlainText()
+    assert _in_view(view, "1/2") and not _in_view(view, "question 19")
+
+
+def test_a_search_hit_opens_the_chat_at_the_match(qtbot, window):
+    store = window.store
+    conv, _ = _long_conversation(store, "Haystack", 10)
+    last = store.active_path(conv.id)[-1]
+    needle = store.add_user_message(conv.id, "somewhere here is the word marzipan, once", parent_id=last.id)
+    tail = store.add_answer(conv.id, needle.id, "answer after the needle")
+    _long_conversation(store, "", 60, parent=tail.id, conversation=conv, start=200)
+    window.sidebar.refresh()
+    QTest.mouseClick(window.sidebar.search, LEFT)
+    QTest.keyClicks(window.sidebar.search, "marzipan")
+    click_row(window, "Haystack")
+    view = window.transcript
+    assert window.chat.conversation_id == conv.id and "question 259" in view.toPlainText()
+    assert view.textCursor().selectedText().lower() == "marzipan" and _in_view(view, "marzipan")
+
+
+def test_the_sidebar_highlight_stays_on_the_open_chat(qtbot, window):
+    send(qtbot, window, "First of two")
+    wait_idle(qtbot, window)
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    send(qtbot, window, "Second of two")
+    wait_idle(qtbot, window)
+    click_row(window, "First of two")
+    open_id = window.chat.conversation_id
+
+    def highlighted() -> list[str]:
+        return [index.data() for index in window.sidebar.list.selectionModel().selectedIndexes()]
+
+    assert highlighted() == ["First of two"]
+    QTest.mouseClick(window.sidebar.search, LEFT)
+    QTest.keyClicks(window.sidebar.search, "Second")
+    window.sidebar.search.clear()
+    assert highlighted() == ["First of two"]
+    send(qtbot, window, "A follow-up that moves this chat to the top")
+    wait_idle(qtbot, window)
+    assert window.chat.conversation_id == open_id and highlighted() == ["First of two"]

@@ -219,6 +219,23 @@ class ChatController(QObject):
     def new_chat(self) -> None:
         self.open(None)
 
+    def show_search_hit(self, conversation_id: str, message_id: str, matched: str) -> None:
+        """Open a conversation at a search hit: its branch made active, older messages shown if it
+        is among them, the view scrolled to it and the matched text selected."""
+        try:
+            if self.generating_conversation != conversation_id:
+                self.store.select_branch(message_id)  # the hit may be on another branch
+            path = self.store.active_path(conversation_id)
+        except HistoryError:
+            self.open(conversation_id)
+            return
+        self.open(conversation_id)
+        ids = [m.id for m in path]
+        if message_id in ids and len(ids) - ids.index(message_id) > VISIBLE:
+            self.show_all = True
+            self.refresh()
+        self.transcript.show_match(message_id, matched)
+
     def conversation_deleted(self, conversation_id: str) -> None:
         """The user deleted a conversation: stop its answer, leave it, and free its cache."""
         if self._turn is not None and self._turn.conversation_id == conversation_id:
@@ -238,8 +255,9 @@ class ChatController(QObject):
         return (f"Left out, no longer fitting: the {dropped} oldest messages, from “{clip(first)}…” to "
                 f"“{clip(last)}…”")
 
-    def refresh(self) -> None:
-        """Show the open conversation as saved, with the answer being written, if it is this one's."""
+    def refresh(self, scroll_to: str | None = None) -> None:
+        """Show the open conversation as saved, with the answer being written, if it is this one's;
+        at the bottom, or at message `scroll_to`."""
         if self.conversation_id is None:
             self.transcript.clear_messages()
             self._show_context([])
@@ -255,7 +273,7 @@ class ChatController(QObject):
         turn = self._turn if self.answering_here else None
         if turn is not None:
             path = [m for m in path if m.id != turn.recorded.answer.id]
-        self.transcript.show_messages(self._views(path, streaming=turn is not None), earlier)
+        self.transcript.show_messages(self._views(path, streaming=turn is not None), earlier, scroll_to)
         if turn is not None:
             self.transcript.begin_answer()
             self.transcript.append_text(turn.recorded.writer.text + turn.pending)
@@ -461,8 +479,9 @@ class ChatController(QObject):
 
     def _on_action(self, action: str, message_id: str, number: int) -> None:
         if action == "more":
+            first_shown = next((v.id for v in self.transcript.shown_messages()), None)
             self.show_all = True
-            self.refresh()
+            self.refresh(scroll_to=first_shown)  # where the reader was, not the bottom
             return
         handler = {"copy": self._copy, "code": self._copy_code, "regenerate": self.regenerate,
                    "edit": self.edit, "retry": self.retry, "prev": lambda m, n: self._switch(m, -1),
@@ -518,7 +537,7 @@ class ChatController(QObject):
         index = siblings.index(message_id) + step
         if 0 <= index < len(siblings) and not self.answering_here:
             self.store.select_branch(siblings[index])
-            self.refresh()
+            self.refresh(scroll_to=siblings[index])
 
 
 def _finished(data: dict[str, Any]) -> Finished:

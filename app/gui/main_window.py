@@ -214,6 +214,7 @@ class MainWindow(AddModelMixin, QMainWindow):
 
     def _connect(self) -> None:
         self.sidebar.conversationChosen.connect(self.chat.open)
+        self.sidebar.searchHitChosen.connect(self.chat.show_search_hit)
         self.sidebar.newChatRequested.connect(self.chat.new_chat)
         self.sidebar.deleteRequested.connect(self._on_delete_requested)
         self.sidebar.exportRequested.connect(self._export)

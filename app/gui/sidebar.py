@@ -168,6 +168,8 @@ class ConversationList(QListView):
 class Sidebar(QWidget):
     """Signals:
         conversationChosen(str): a conversation was picked (id).
+        searchHitChosen(str, str, str): a search hit in a message was picked: conversation id,
+            message id, the matched text.
         newChatRequested(): the New chat button.
         deleteRequested(str): a conversation was deleted (hidden, with undo): leave it, free its cache.
         deleteCommitted(str): a deleted conversation's undo time passed; it is gone.
@@ -175,6 +177,7 @@ class Sidebar(QWidget):
     """
 
     conversationChosen = Signal(str)
+    searchHitChosen = Signal(str, str, str)
     newChatRequested = Signal()
     deleteCommitted = Signal(str)
     exportRequested = Signal(str)
@@ -184,6 +187,7 @@ class Sidebar(QWidget):
         super().__init__(parent)
         self.store = store
         self.model = ConversationListModel(store, self)
+        self._open_id: str | None = None
         self._pending_deletes: dict[str, float] = {}
         self._build()
         self._undo_timer = QTimer(self, interval=500, timeout=self._commit_due_deletes)
@@ -203,10 +207,11 @@ class Sidebar(QWidget):
         self.list.setAccessibleName("Conversations")
         self.list.deletePressed.connect(self.delete)
         self.list.setModel(self.model)
+        self.model.modelReset.connect(self._highlight_open)
         self.list.setItemDelegate(SnippetDelegate(self.list))
         self.list.setUniformItemSizes(False)
-        self.list.clicked.connect(lambda index: self.conversationChosen.emit(index.data(ID_ROLE)))
-        self.list.activated.connect(lambda index: self.conversationChosen.emit(index.data(ID_ROLE)))
+        self.list.clicked.connect(self._chosen)
+        self.list.activated.connect(self._chosen)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.undo_bar = self._build_undo_bar()
@@ -232,6 +237,15 @@ class Sidebar(QWidget):
     def _new_chat(self) -> None:
         self.newChatRequested.emit()
 
+    def _chosen(self, index: QModelIndex) -> None:
+        conversation_id, message_id = index.data(ID_ROLE), index.data(MESSAGE_ROLE)
+        if message_id:
+            snippet = index.data(SNIPPET_ROLE) or ""
+            matched = snippet.partition("\x02")[2].partition("\x03")[0]  # FTS marks the matched words
+            self.searchHitChosen.emit(conversation_id, message_id, matched)
+        else:
+            self.conversationChosen.emit(conversation_id)
+
     def refresh(self) -> None:
         self.model.refresh()
 
@@ -239,6 +253,12 @@ class Sidebar(QWidget):
         self.model.set_generating(conversation_id or None)
 
     def select(self, conversation_id: str | None) -> None:
+        """Highlight the open conversation (None: none is open); kept when the list is reset."""
+        self._open_id = conversation_id
+        self._highlight_open()
+
+    def _highlight_open(self) -> None:
+        conversation_id = self._open_id
         row = self.model.row_of(conversation_id) if conversation_id else -1
         if row >= 0:
             self.list.setCurrentIndex(self.model.index(row))

@@ -61,8 +61,9 @@ class TranscriptView(QTextBrowser):
 
     # --- whole conversations ---
 
-    def show_messages(self, messages: list[MessageView], earlier: int = 0) -> None:
-        """Show these messages; `earlier` more precede them, behind a "Show earlier" link."""
+    def show_messages(self, messages: list[MessageView], earlier: int = 0, scroll_to: str | None = None) -> None:
+        """Show these messages; `earlier` more precede them, behind a "Show earlier" link. The view
+        ends at the bottom, or at the top of message `scroll_to` when given."""
         self._messages = messages
         parts = []
         if earlier:
@@ -71,7 +72,32 @@ class TranscriptView(QTextBrowser):
         parts += [self._message_html(m) for m in messages]
         self._stream_start = None
         self.setHtml("".join(parts))
-        self.scroll_to_end()
+        if scroll_to and self.message(scroll_to) is not None:
+            self.scrollToAnchor(_anchor(scroll_to))
+        else:
+            self.scroll_to_end()
+
+    def show_match(self, message_id: str, text: str) -> bool:
+        """Scroll to message_id and select the first `text` in it (a search hit); False if absent."""
+        start = self._anchor_position(_anchor(message_id))
+        if start is None:
+            return False
+        self.scrollToAnchor(_anchor(message_id))
+        found = self.document().find(text, start) if text else QTextCursor()
+        if not found.isNull():
+            self.setTextCursor(found)
+            self.ensureCursorVisible()
+        return True
+
+    def _anchor_position(self, name: str) -> int | None:
+        block = self.document().begin()
+        while block.isValid():
+            cursor = QTextCursor(block)
+            cursor.movePosition(QTextCursor.MoveOperation.NextCharacter)
+            if name in cursor.charFormat().anchorNames():
+                return block.position()
+            block = block.next()
+        return None
 
     def clear_messages(self) -> None:
         self.show_messages([])
@@ -110,7 +136,7 @@ class TranscriptView(QTextBrowser):
         stats = _stats(message)
         if message.role == "assistant" and message.finish_reason in ("length", "cancelled") or message.status == "interrupted":
             links.append(f"<a href='hearth://continue/{message.id}'>Continue</a>")
-        return (f"<p style='color:#888'><b>{who}</b> · {' · '.join(links)}"
+        return (f"<p style='color:#888'><a name='{_anchor(message.id)}'><b>{who}</b></a> · {' · '.join(links)}"
                 f"{(' · ' + stats) if stats else ''}</p>")
 
     # --- streaming ---
@@ -198,8 +224,16 @@ class TranscriptView(QTextBrowser):
         number = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         self.actionRequested.emit(action, message_id, number)
 
+    def shown_messages(self) -> list[MessageView]:
+        return list(self._messages)
+
     def message(self, message_id: str) -> MessageView | None:
         return next((m for m in self._messages if m.id == message_id), None)
+
+
+def _anchor(message_id: str) -> str:
+    """The name a message's header carries, to scroll to it."""
+    return f"m-{message_id}"
 
 
 def _stats(message: MessageView) -> str:
