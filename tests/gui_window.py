@@ -69,9 +69,11 @@ def click_row(win, title: str) -> None:
                      view.visualRect(model.index(row)).center())
 
 
-def click_text(view, text: str) -> None:
-    """Click on the first place this text shows in a QTextBrowser (a link, a word)."""
-    cursor = view.document().find(text)
+def click_text(view, text: str, after: str | None = None) -> None:
+    """Click on the first place this text shows in a QTextBrowser (a link, a word), or the first
+    after the text `after`."""
+    start = view.document().find(after).selectionEnd() if after else 0
+    cursor = view.document().find(text, start)
     assert not cursor.isNull(), text
     view.setTextCursor(cursor)
     view.ensureCursorVisible()

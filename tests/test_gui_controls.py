@@ -69,7 +69,9 @@ def test_the_new_chat_button_and_cmd_n_start_an_empty_chat(qtbot, window):
     assert window.chat.conversation_id is None
     assert "The first chat" not in window.transcript.toPlainText()
     assert not window.sidebar.list.selectionModel().hasSelection()
-    send(qtbot, window, "The second chat")
+    QTest.keyClicks(window.composer.edit, "The second chat")
+    QTest.mouseClick(window.composer.send_button, LEFT)
+    assert window.composer.edit.toPlainText() == ""
     wait_idle(qtbot, window)
     second = window.chat.conversation_id
     assert second not in (None, first) and window.sidebar.model.rowCount() == 2
@@ -404,3 +406,43 @@ def test_the_sidebar_highlight_stays_on_the_open_chat(qtbot, window):
     send(qtbot, window, "A follow-up that moves this chat to the top")
     wait_idle(qtbot, window)
     assert window.chat.conversation_id == open_id and highlighted() == ["First of two"]
+
+
+def test_the_links_on_each_message_work_when_clicked(qtbot, window):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    store = window.store
+    conv = store.create_conversation(title="Links", settings={"temperature": 0.0, "max_tokens": 12})
+    question = store.add_user_message(conv.id, "Show me code")
+    store.add_answer(conv.id, question.id, "Here:\n\n```python\nprint('hi')\n```\n", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Links")
+    view = window.transcript
+    click_text(view, "Copy", after="python")  # the code block's own Copy
+    assert QGuiApplication.clipboard().text().strip() == "print('hi')"
+    click_text(view, "Copy", after="Assistant")
+    assert QGuiApplication.clipboard().text() == "Here:\n\n```python\nprint('hi')\n```\n"
+    click_text(view, "Regenerate")
+    wait_idle(qtbot, window)
+    first, second = store.siblings(store.active_path(conv.id)[-1].id)
+    assert "2/2" in view.toPlainText() and store.active_path(conv.id)[-1].id == second
+    cut_short = store.message(second)
+    assert cut_short.finish_reason == "length"
+    click_text(view, "Continue")
+    wait_idle(qtbot, window)
+    continued = store.message(second)
+    assert continued.content.startswith(cut_short.content.rstrip()) and len(continued.content) > len(cut_short.content)
+
+    def edit_in_dialog() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, QInputDialog)
+        dialog.setTextValue("Show me other code")
+        dialog.accept()
+
+    QTimer.singleShot(0, edit_in_dialog)
+    click_text(view, "Edit")
+    wait_idle(qtbot, window)
+    edited, answer = store.active_path(conv.id)
+    assert edited.content == "Show me other code" and store.siblings(edited.id) == [question.id, edited.id]
+    assert answer.content and "Show me other code" in view.toPlainText()
