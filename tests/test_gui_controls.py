@@ -446,3 +446,48 @@ def test_the_links_on_each_message_work_when_clicked(qtbot, window):
     edited, answer = store.active_path(conv.id)
     assert edited.content == "Show me other code" and store.siblings(edited.id) == [question.id, edited.id]
     assert answer.content and "Show me other code" in view.toPlainText()
+
+
+def _in_next_dialog(kind, act) -> None:
+    """Work the modal dialog of this kind that the next click opens, as a user would."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def run() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, kind), dialog
+        act(dialog)
+
+    QTimer.singleShot(0, run)
+
+
+def test_the_system_prompt_and_sampling_buttons_set_this_chat(qtbot, window):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from app.gui.sampling_dialog import SamplingDialog
+    from app.gui.system_prompt import SystemPromptDialog
+
+    def choose_preset(dialog) -> None:
+        while dialog.presets.currentText() != "Concise":
+            QTest.keyClick(dialog.presets, Qt.Key.Key_Down)
+        assert dialog.editor.toPlainText().startswith("You are a helpful assistant. Answer briefly")
+        dialog.editor.setPlainText("Answer like a sommelier.")
+        QTest.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok), LEFT)
+
+    _in_next_dialog(SystemPromptDialog, choose_preset)
+    QTest.mouseClick(window.system_button, LEFT)
+
+    def lower_max_tokens(dialog) -> None:
+        dialog.form.max_tokens.setValue(5)
+        QTest.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok), LEFT)
+
+    _in_next_dialog(SamplingDialog, lower_max_tokens)
+    QTest.mouseClick(window.sampling_button, LEFT)
+    send(qtbot, window, "Which wine?")
+    wait_idle(qtbot, window)
+    conv = window.store.conversation(window.chat.conversation_id)
+    assert conv.system_prompt == "Answer like a sommelier." and conv.settings["max_tokens"] == 5
+    assert _answer(window, conv.id).generation_tokens == 5
+    QTest.mouseClick(window.sidebar.new_button, LEFT)  # the next chat starts from the defaults again
+    assert window.chat.system_prompt == window.prefs.get("generation/system_prompt")
+    assert window.chat.sampling.max_tokens == 12
