@@ -327,6 +327,3 @@ class Sidebar(QWidget):
     def commit_deletes(self) -> None:
         """At quit: carry out deletes whose undo time has not passed yet."""
         self._commit_due_deletes(everything=True)
-
-    def is_deleted(self, conversation_id: str) -> bool:
-        return conversation_id in self._pending_deletes

@@ -190,14 +190,6 @@ class TranscriptView(QTextBrowser):
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         return cursor.selectedText().replace("\u2029", "\n")
 
-    def end_answer(self, messages: list[MessageView]) -> None:
-        """The answer is done: show the conversation as saved, the new answer rendered."""
-        at_bottom = self._at_bottom()
-        self._stream_start = None
-        self.show_messages(messages)
-        if at_bottom:
-            self.scroll_to_end()
-
     @property
     def streaming(self) -> bool:
         return self._stream_start is not None
