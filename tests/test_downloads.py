@@ -1114,6 +1114,21 @@ def test_a_read_only_library_folder_ends_the_download_with_one_line(server, hf_h
                                      f"{data / 'library.json'}: {why}")
 
 
+def test_a_read_only_hugging_face_cache_ends_the_download_with_one_line(server, hf_home):
+    from disk_faults import read_only
+
+    cache = hf_home / "hub"
+    cache.mkdir(parents=True)
+    with read_only(cache):
+        code, out, err = run_to_end(hearth(server, hf_home, "download", REPO))
+    assert code == 1 and out == "" and "Traceback" not in err
+    why = "is on a read-only disk" if os.geteuid() == 0 else "may not be written (permission denied)"
+    line = last_line(err)
+    assert line.startswith(f"hearth: error: Cannot save while downloading {REPO}: {cache}/")
+    assert line.endswith(f" {why}. Make it writable, or set HF_HOME to a folder that is.")
+    assert not repo_dir(hf_home).exists()
+
+
 def test_a_worker_whose_event_handler_fails_still_hands_over_a_result(server, hf_home, repo_files):
     """An on_event that raises (say a window closed and its object deleted under the job): the
     waiting side gets a failed result with the reason, never a thread that died silently."""

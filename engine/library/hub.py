@@ -112,6 +112,10 @@ def translate(exc: BaseException, *, what: str, repo_id: str | None = None) -> H
         return HubError(f"The Hub answered {status} while {what}; try again later.")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return DiskFull(f"The disk is full while {what}: free some space, then resume.")
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = "is on a read-only disk" if exc.errno == errno.EROFS else "may not be written (permission denied)"
+        return HubError(f"Cannot save while {what}: {exc.filename or 'the Hugging Face cache'} {why}. "
+                        f"Make it writable, or set HF_HOME to a folder that is.")
     if _is_connection_error(exc):
         return Offline(f"Cannot reach {endpoint()} while {what}: check the connection, then resume.")
     return HubError(f"Failed while {what}: {exc}")
