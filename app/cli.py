@@ -23,6 +23,7 @@ from engine.sampling import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP
 from .history_cli import add_history_parser
 from .import_cli import add_import_parsers
 from .models_cli import add_model_parsers
+from .server.serve_cli import add_serve_parser
 
 log = logging.getLogger("hearth")
 
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_parser(commands)
     add_model_parsers(commands)
     add_import_parsers(commands)
+    add_serve_parser(commands)
     return parser
 
 
