@@ -6,6 +6,10 @@ encoded on its own with BOS before and EOS after as ids, the open turn with BOS 
 from ids, never by rendering the Hugging Face template to text, whose result depends on the
 tokenizer's `legacy` flag. Other models use their own chat template. A model with neither needs the
 explicit plain-completion mode.
+
+In every format the texts of messages (system prompt, user turns, earlier answers) are encoded as
+text: a control token's name typed in one, such as `<|im_end|>` or `</s>`, never becomes that token.
+Control tokens come only from the format itself.
 """
 
 from __future__ import annotations
