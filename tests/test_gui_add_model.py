@@ -186,14 +186,24 @@ def tiny_models_folder(tmp_path):
     return tiny_models.build_model(tmp_path / "already-there", "spm_legacy")
 
 
-def test_file_add_model_menu_imports_a_gguf_and_opens_a_chat_with_it(qtbot, window, gguf_file):
+def test_file_add_model_menu_imports_a_gguf_and_opens_a_chat_with_it(qtbot, tmp_path, gguf_file):
+    from app.gui.app import build_window
+
+    default = library.import_folder(tiny_models_folder(tmp_path))
+    library.set_default(default.ref)  # another model is the default: the added one must still win
+    window = build_window(QApplication.instance())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.chat.model_ref == default.ref, timeout=60_000)
     action = _menu_action(window, "File", "Add Model…")
     with qtbot.waitSignal(window.downloads.finished, timeout=TIMEOUT_MS) as done:
         action.trigger()
         _pick_in_file_dialog(qtbot, gguf_file)
     assert done.args[1]["status"] == "complete", done.args[1]
-    qtbot.waitUntil(lambda: "tiny-llama-2-chat.Q8_0" in window.model_state.text()
-                    or "4,096-token context" in window.model_state.text(), timeout=60_000)
+    qtbot.waitUntil(lambda: window.model_state.text().startswith("tiny-llama-2-chat.Q8_0 ·"), timeout=60_000)
+    assert window.model_picker.currentData() == "tiny-llama-2-chat.Q8_0"
+    _chat_with(qtbot, window, "tiny-llama-2-chat.Q8_0")
+    window.close()
 
 
 def test_a_gguf_dropped_on_the_window_is_imported(qtbot, window, gguf_file):

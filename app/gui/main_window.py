@@ -52,6 +52,7 @@ class MainWindow(AddModelMixin, QMainWindow):
         self._settings_dialog = None
         self._shut_down = False
         self._models: list[library.InstalledModel] = []
+        self._model_wanted: str | None = None  # a model to select once the model list is read
         self._build()
         self._build_menus()
         self._init_add_model()
@@ -270,7 +271,9 @@ class MainWindow(AddModelMixin, QMainWindow):
         if not self._models:
             self.pages.setCurrentWidget(self.welcome)
             return
-        wanted = self.chat.model_ref or library.default_model() or self.prefs.get("model/last", "")
+        wanted = (self._model_wanted or self.chat.model_ref or library.default_model()
+                  or self.prefs.get("model/last", ""))
+        self._model_wanted = None
         index = max(0, self.model_picker.findData(wanted))
         self.model_picker.setCurrentIndex(index)
         if self.chat.model_ref != self.model_picker.currentData():
@@ -288,11 +291,14 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.model_state.setText(f"Loading {ref}…")
 
     def _start_with_model(self, ref: str) -> None:
+        """Chat with this model, which may have just been added: if the picker does not list it yet,
+        the model list being read in the background selects it when it arrives."""
         self.pages.setCurrentIndex(1)
+        self._model_wanted = ref
         self.refresh_models()
-        self.chat.model_ref = None
         index = self.model_picker.findData(ref)
         if index >= 0:
+            self._model_wanted = None
             self.model_picker.setCurrentIndex(index)
             self._on_model_picked(index)
 
