@@ -289,6 +289,8 @@ def read_messages(source: str) -> list[dict[str, Any]]:
         messages = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{name} nests JSON too deeply to be a list of messages") from exc
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise UsageError(f'{name} must hold a JSON list of {{"role", "content"}} objects')
     for number, message in enumerate(messages, start=1):

@@ -159,6 +159,13 @@ def test_messages_beyond_64_mib_are_refused_unread(tiny, capsys, monkeypatch, tm
     _assert_one_line(*_run_main(args, capsys, monkeypatch), source, "more than 64 MiB")
 
 
+@pytest.mark.parametrize("data", [b"[" * 200_000, b'[{"role": "user", "content": "hi", "x": '
+                                  + b"[" * 200_000 + b"]" * 200_000 + b"}]"], ids=["open", "closed"])
+def test_json_nested_too_deeply_is_one_line(tiny, capsys, monkeypatch, data):
+    args = ["prompt", str(tiny["spm_legacy"]), "--messages", "-"]
+    _assert_one_line(*_run_main(args, capsys, monkeypatch, data), "standard input", "too deeply")
+
+
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\udc80b"])
 @pytest.mark.parametrize("command", ["generate", "prompt"])
 def test_lone_surrogates_in_json_messages_are_one_line(tiny, capsys, monkeypatch, command, escape):
