@@ -398,6 +398,7 @@ def _result_json(result: Finished, transcript: Transcript | None = None) -> dict
         "peak_memory_gb": result.peak_memory_gb,
         "dropped_messages": result.dropped_messages,
         "reused_tokens": result.reused_tokens,
+        "cache_source": result.cache_source,
         "seed": result.seed,
     }
     if transcript is not None:

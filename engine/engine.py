@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from . import fit
+from . import disk_cache, fit
 from .errors import EngineStopped, HearthError, ModelFolderError, WeightsMismatch
 from .events import Event, Finished, ModelLoaded, ModelLoading, ModelUnloaded
 from .generation import GenerationRequest, LoadedModel, generate
@@ -96,9 +96,14 @@ class Engine:
         prefill_step_size: int | None = None,
         cache_budget_bytes: int | None = None,
         memory_bytes: int | None = None,
+        disk_cache_budget_bytes: int | None = None,
+        save_caches: bool = True,
         thread_factory: Callable[[Callable[[], None]], Any] | None = None,
     ) -> None:
         """memory_bytes overrides what the fit check thinks this machine can give (for tests).
+
+        save_caches: conversation caches go to disk when evicted, left or at shut-down, and a
+        prompt's longest saved prefix is loaded (disk_cache_budget_bytes: default, the setting).
 
         thread_factory(target) makes the engine's one thread: an object with start() and
         join(timeout). The default is a threading.Thread; the desktop app passes a QThread."""
@@ -106,6 +111,9 @@ class Engine:
         self.prefill_step_size = prefill_step_size or default_prefill_step()
         self.memory_bytes = memory_bytes
         self._cache_budget = cache_budget_bytes
+        self._save_caches = save_caches
+        self._disk_budget = disk_cache_budget_bytes
+        self.disk: disk_cache.DiskCaches | None = None
         self._requests: queue.Queue[tuple[RequestHandle, Callable[[RequestHandle], None]] | None] = (
             queue.Queue()
         )
@@ -168,8 +176,12 @@ class Engine:
         return self._submit(self._unload, on_event)
 
     def forget(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
-        """Drop a conversation's KV cache (its history was deleted or rewritten)."""
+        """Drop a conversation's KV cache (its history was deleted or rewritten), saved copies too."""
         return self._submit(lambda h: self._forget(h, conversation_id), on_event)
+
+    def leave(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
+        """The user left a conversation: save its cache to disk (it stays in memory too)."""
+        return self._submit(lambda h: self._leave(h, conversation_id), on_event)
 
     def run(self, fn: Callable[[LoadedModel | None], Any]) -> Future:
         """Run fn(loaded_model) on the engine thread; for benchmarks and diagnostics."""
@@ -249,6 +261,7 @@ class Engine:
         if budget is None:
             budget = int(DEFAULT_CACHE_BUDGET_FRACTION * (self.memory_bytes or usable_memory_bytes()))
         self.caches = ConversationCaches(budget)
+        self.disk = self._open_disk_caches(info, context)
         handle.emit(
             ModelLoaded(handle.id, info.name, info.source, info.ref, info.revision, context, info.weight_bytes,
                         info.kv_bytes_per_token, time.perf_counter() - started, fmt.value)
@@ -260,9 +273,11 @@ class Engine:
             raise HearthError("No model is loaded.")
         result = generate(
             self.loaded, request, handle.id, self.caches, handle._cancel, handle.emit,
-            self.prefill_step_size,
+            self.prefill_step_size, self.disk,
         )
         handle.emit(result)
+        self._save(self.caches.evicted)  # after the answer is out, so saving never delays it
+        self.caches.evicted = []
 
     def _unload(self, handle: RequestHandle) -> None:
         name = self.loaded.info.name if self.loaded else ""
@@ -274,16 +289,46 @@ class Engine:
 
     def _forget(self, handle: RequestHandle, conversation_id: str) -> None:
         if self.caches is not None:
+            entry = self.caches.get(conversation_id)
             self.caches.drop(conversation_id)
+            if entry is not None and self.disk is not None:
+                self.disk.delete_related(entry.ids)
         handle.emit(Finished(handle.id, "done"))
+
+    def _leave(self, handle: RequestHandle, conversation_id: str) -> None:
+        entry = self.caches.get(conversation_id) if self.caches is not None else None
+        if entry is not None:
+            self._save([entry])
+        handle.emit(Finished(handle.id, "done"))
+
+    def _open_disk_caches(self, info: ModelInfo, context: int) -> disk_cache.DiskCaches | None:
+        if not self._save_caches:
+            return None
+        try:
+            identity = disk_cache.model_identity(info, context)
+        except (OSError, ValueError) as exc:
+            log.warning("conversation caches of %s will not be saved: %s", info.name, exc)
+            return None
+        return disk_cache.DiskCaches(identity, info.num_layers, self._disk_budget)
+
+    def _save(self, entries: list) -> None:
+        """Write caches to disk (engine thread); a fault is logged and costs only the saved copy."""
+        if self.disk is None:
+            return
+        for entry in entries:
+            try:
+                self.disk.save(entry.cache, entry.ids)
+            except OSError as exc:
+                self.disk.log_fault(exc)
 
     def _free_model(self) -> None:
         if self.loaded is None and self.caches is None:
             return
         self.loaded = None
         if self.caches is not None:
-            self.caches.clear()
+            self._save(self.caches.take_all())
         self.caches = None
+        self.disk = None
         gc.collect()
         import mlx.core as mx
 

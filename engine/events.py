@@ -69,6 +69,9 @@ class Finished(Event):
     token_ids: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     reused_tokens: int = 0
+    cache_source: str = "none"  # where the reused tokens' keys and values came from: memory, disk, none
+    draft_accepted: int = 0  # speculative decoding: drafted tokens the model confirmed
+    draft_proposed: int = 0
     generation_tokens: int = 0
     ttft_s: float = 0.0
     prompt_tps: float = 0.0

@@ -11,8 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .disk_cache import DiskCaches
 from .events import Event, Finished, PromptProgress, PromptReady, TextChunk
-from .kv_cache import CachedConversation, ConversationCaches, cache_length, reuse_cache
+from .kv_cache import (
+    CachedConversation,
+    ConversationCaches,
+    cache_length,
+    common_prefix_length,
+    reuse_cache,
+)
 from .model_folder import ModelInfo
 from .prompts import Prompt, PromptFormat, build_prompt
 from .sampling import SamplingSettings, make_logits_processors, make_sampler
@@ -88,6 +95,7 @@ class _Run:
         self.start = time.perf_counter()
         self.first_token_at: float | None = None
         self.end: float | None = None
+        self.cache_source = "none"
 
     def send_text(self, text: str) -> None:
         if text:
@@ -107,6 +115,7 @@ def generate(
     cancel,
     emit: Callable[[Event], None],
     prefill_step_size: int,
+    disk: DiskCaches | None = None,
 ) -> Finished:
     import mlx.core as mx
     from mlx_lm.generate import generate_step, wired_limit
@@ -117,15 +126,15 @@ def generate(
         loaded.tokenizer, request.messages, fmt, loaded.context_length, settings.max_tokens,
         continuing=request.continue_answer,
     )
+    run = _Run(request_id, emit, cancel)  # time to first token includes reading a saved cache
     key = request.conversation_id
-    entry = caches.take(key) if key else None
-    cache, reused = reuse_cache(loaded.model, entry, prompt.ids)
+    cache, reused, run.cache_source = _acquire_cache(loaded, caches.take(key) if key else None, disk,
+                                                     prompt.ids)
     emit(PromptReady(request_id, len(prompt.ids), reused, prompt.context_length, prompt.max_tokens,
                      list(prompt.dropped_messages)))
     seed = settings.seed if settings.seed is not None else random.randrange(2**31)
     mx.random.seed(seed)
     mx.reset_peak_memory()
-    run = _Run(request_id, emit, cancel)
 
     def on_prefill(processed: int, total: int) -> None:
         emit(PromptProgress(request_id, reused + processed, reused + total))
@@ -152,8 +161,7 @@ def generate(
     finally:
         steps.close()  # on this thread, the one that made the generator
         run.end = time.perf_counter()
-        if key:
-            _keep_cache(caches, key, cache, prompt.ids + run.generated, keep=reason != "error")
+        _keep_cache(caches, key, cache, prompt.ids + run.generated, keep=reason != "error")
     finished = _finished(run, reason, prompt, reused, seed, mx.get_peak_memory())
     if error is not None:
         finished = replace(finished, error=f"Generation failed: {error}", error_kind=type(error).__name__)
@@ -180,11 +188,40 @@ def _stream(run: _Run, steps, tokenizer: Tokenizer, settings: SamplingSettings, 
     return "length"
 
 
-def _keep_cache(caches: ConversationCaches, key: str, cache: list, ids: list[int], keep: bool) -> None:
-    """Put the conversation's cache back, labelled with exactly the ids it now holds."""
+def _acquire_cache(loaded: LoadedModel, entry: CachedConversation | None, disk: DiskCaches | None,
+                   ids: list[int]) -> tuple[list, int, str]:
+    """A cache ready for ids, how many of them it holds, and where it came from (memory, disk, none).
+
+    The conversation's cache in memory is used unless a saved one shares a longer prefix (after a
+    restart, an eviction, or a turn another process answered)."""
+    in_memory = 0
+    if entry is not None:
+        in_memory = min(common_prefix_length(entry.ids, ids), len(ids) - 1)
+    source = "memory"
+    if disk is not None:
+        try:
+            saved, shared = disk.best(ids)
+            if saved is not None and shared > in_memory:
+                restored = disk.load(saved)
+                if restored is not None:
+                    entry, source = CachedConversation(restored, list(saved.ids)), "disk"
+        except OSError as exc:  # the cache folder cannot be read: compute the prompt instead
+            disk.log_fault(exc)
+    cache, reused = reuse_cache(loaded.model, entry, ids)
+    return cache, reused, source if reused else "none"
+
+
+def _keep_cache(caches: ConversationCaches, key: str | None, cache: list, ids: list[int],
+                keep: bool) -> None:
+    """Put the conversation's cache back, labelled with exactly the ids it now holds. A request
+    outside any conversation leaves its cache to be saved to disk, then freed."""
     held = cache_length(cache)
     if keep and 0 < held <= len(ids):
-        caches.put(key, CachedConversation(cache, ids[:held]))
+        entry = CachedConversation(cache, ids[:held])
+        if key:
+            caches.put(key, entry)
+        else:
+            caches.evicted.append(entry)
 
 
 def _finished(run: _Run, reason: str, prompt: Prompt, reused: int, seed: int, peak: int) -> Finished:
@@ -198,6 +235,7 @@ def _finished(run: _Run, reason: str, prompt: Prompt, reused: int, seed: int, pe
         token_ids=list(run.generated),
         prompt_tokens=len(prompt.ids),
         reused_tokens=reused,
+        cache_source=run.cache_source,
         generation_tokens=len(run.generated),
         ttft_s=ttft,
         prompt_tps=fed / ttft if ttft > 0 else 0.0,

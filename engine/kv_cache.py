@@ -2,8 +2,9 @@
 
 Each entry holds a cache and the exact token ids whose keys and values it holds. A new turn feeds
 only the ids after the longest common prefix; an edited or regenerated earlier turn trims the cache
-back to the shared prefix. Least recently used conversations are evicted first. MLX objects here are
-touched only by the engine thread.
+back to the shared prefix. Least recently used conversations are evicted first; evicted caches wait
+in `evicted` until the engine saves them to disk (engine.disk_cache). MLX objects here are touched
+only by the engine thread.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ConversationCaches:
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self._entries: OrderedDict[str, CachedConversation] = OrderedDict()
+        self.evicted: list[CachedConversation] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -63,6 +65,13 @@ class ConversationCaches:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.evicted = []
+
+    def take_all(self) -> list[CachedConversation]:
+        """Every cache, evicted ones first and the most recently used last; none are left."""
+        entries = self.evicted + list(self._entries.values())
+        self.clear()
+        return entries
 
     def total_bytes(self) -> int:
         return sum(e.nbytes for e in self._entries.values())
@@ -73,7 +82,7 @@ class ConversationCaches:
             oldest = next(iter(self._entries))
             if oldest == keep:
                 break
-            del self._entries[oldest]
+            self.evicted.append(self._entries.pop(oldest))
 
 
 def reuse_cache(model: Any, entry: CachedConversation | None, new_ids: list[int]) -> tuple[list[Any], int]:

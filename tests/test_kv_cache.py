@@ -51,7 +51,7 @@ def test_engine_keeps_several_conversations_and_evicts_by_budget(llama2_chat):
     def cached(engine):
         return engine.run(lambda loaded: sorted(engine.caches.keys())).result(timeout=30)
 
-    with Engine() as roomy:
+    with Engine(save_caches=False) as roomy:
         roomy.load(llama2_chat).wait()
         for name in ("a", "b", "c"):
             ask(roomy, name)
@@ -63,4 +63,12 @@ def test_engine_keeps_several_conversations_and_evicts_by_budget(llama2_chat):
             ask(tight, name)
         assert cached(tight) == ["a", "c"]  # b was the least recently used
         again = [{"role": "user", "content": "Hello from b"}]
-        assert tight.generate(GenerationRequest(again, settings, "b")).wait().reused_tokens == 0
+        back = tight.generate(GenerationRequest(again, settings, "b")).wait()
+        # The evicted cache was saved to disk on its way out, and comes back from there.
+        assert (back.cache_source, back.reused_tokens) == ("disk", back.prompt_tokens - 1)
+    with Engine(save_caches=False, cache_budget_bytes=int(2.5 * one_cache)) as forgetful:
+        forgetful.load(llama2_chat).wait()
+        for name in ("a", "b", "a", "c"):
+            ask(forgetful, name)
+        back = forgetful.generate(GenerationRequest(again, settings, "b")).wait()
+        assert (back.cache_source, back.reused_tokens) == ("none", 0)
