@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +92,8 @@ class ServedEngine:
         self.served = 0  # requests answered in full
         self.active = 0  # generations queued or running
         self._generations: set[Generation] = set()
+        # The last requests' results, cancelled ones included (appended on the engine thread).
+        self.recent: deque[Finished] = deque(maxlen=32)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -165,6 +167,8 @@ class Generation:
 
     def _from_engine(self, event: Event) -> None:
         """On the engine thread: hand the event to the loop."""
+        if isinstance(event, Finished):
+            self.served.recent.append(event)
         try:
             self.loop.call_soon_threadsafe(self._events.put_nowait, event)
         except RuntimeError:  # the server's loop has closed: nobody is listening any more
