@@ -9,10 +9,8 @@ library records the download as paused, and the next start lists it here to be r
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +29,9 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from engine.library import hub_cache, state
+from engine.library import state
 from engine.library.acquire import Request, Step
-from engine.library.downloads import DownloadDone, DownloadJob, DownloadProgress
+from engine.library.downloads import DownloadDone, DownloadJob, DownloadProgress, discard_partial
 
 from .background import run_in_background
 from .importer import AcquireProcess
@@ -306,7 +304,7 @@ class DownloadManager(QObject):
             self.model.remove(repo_id)
         elif row is not None:
             self._set_state(repo_id, "cancelling")
-            run_in_background(functools.partial(_discard_partial, repo_id),
+            run_in_background(functools.partial(discard_partial, repo_id),
                               on_done=lambda _: self._cancelled_offline(repo_id),
                               on_error=lambda exc: self._failed_offline(repo_id, exc), parent=self)
 
@@ -423,7 +421,7 @@ class DownloadManager(QObject):
         """A cancelled acquisition: a conversion kept nothing; a download's partial bytes go."""
         request = row.request
         if request is not None and request.is_repo:
-            run_in_background(functools.partial(_discard_partial, request.where),
+            run_in_background(functools.partial(discard_partial, request.where),
                               on_done=lambda _: self._cancelled_offline(row.repo_id),
                               on_error=lambda exc: self._failed_offline(row.repo_id, exc), parent=self)
         else:
@@ -472,16 +470,3 @@ def _saved_rows() -> list[DownloadRow]:
                                 int(entry.get("total_bytes") or 0), error=entry.get("error"),
                                 revision=entry.get("revision") or "main", files=entry.get("files") or None))
     return rows
-
-
-def _discard_partial(repo_id: str) -> None:
-    """Delete a stopped download's partial files (a finished earlier snapshot of it stays)."""
-    folder = hub_cache.repo_folder(repo_id)
-    if (folder / "refs" / "main").exists():
-        for partial in (folder / "blobs").glob("*.incomplete"):
-            with contextlib.suppress(OSError):
-                partial.unlink()
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-    with state.editing() as data:
-        data["downloads"].pop(repo_id, None)
