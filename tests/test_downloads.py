@@ -209,6 +209,21 @@ def test_download_puts_verified_model_files_in_the_standard_cache(server, hf_hom
     assert record["state"] == "complete" and record["commit"] == server.commit_sha(REPO)
 
 
+def test_hashes_computed_while_downloading_are_remembered_so_listing_reads_no_file_again(server, hf_home):
+    from engine import paths
+    from engine.library import verify
+
+    assert job().run().status == "complete"
+    memo = json.loads((paths.data_dir() / verify.MEMO_FILE).read_text())["files"]
+    blobs = {p.name: p for p in (repo_dir(hf_home) / "blobs").iterdir()}
+    assert {Path(k).name for k in memo} == set(blobs)
+    for name, blob in blobs.items():
+        entry = memo[str(blob.resolve())]
+        assert entry.get("sha256", entry.get("git-sha1")) == name
+        assert (entry["size"], entry["mtime_ns"]) == (blob.stat().st_size, blob.stat().st_mtime_ns)
+    assert library.find(REPO).verification == "verified"
+
+
 def test_progress_events_are_plain_data_that_add_up_to_the_real_sizes(server, hf_home, repo_files):
     server.throttle(120_000)  # ~1 s for the weights: several progress events
     events = Recorder()
