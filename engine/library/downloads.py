@@ -103,8 +103,9 @@ class _Stop(Exception):
 
 class DownloadJob:
     """One repo's download. run() blocks (call it on a worker thread, e.g. with start_worker) and
-    never raises; pause() and cancel() work from any thread and take effect at the next piece of
-    data. on_event gets DownloadProgress events, then exactly one DownloadDone."""
+    raises nothing of its own: every failure becomes a "failed" DownloadDone (only an on_event that
+    raises gets through, which Worker catches). pause() and cancel() work from any thread and take
+    effect at the next piece of data. on_event gets DownloadProgress events, then one DownloadDone."""
 
     def __init__(self, repo_id: str, revision: str = "main", *, files: list[str] | None = None,
                  on_event: Callable[[Any], None] = lambda event: None, backoff_s: float = 1.0,
@@ -569,7 +570,7 @@ def discard_partial(repo_id: str) -> None:
     folder = hub_cache.repo_folder(repo_id)
     held, in_use = [], set()
     try:
-        for path in sorted(hub_cache.lock_path(repo_id, "any").parent.glob("*.lock")):
+        for path in sorted(hub_cache.locks_folder(repo_id).glob("*.lock")):
             lock = filelock.FileLock(path, mode=0o664)
             try:
                 lock.acquire(timeout=0)

@@ -29,10 +29,14 @@ def repo_folder(repo_id: str, cache: Path | None = None) -> Path:
     return (cache or hub_cache_dir()) / (PREFIX + repo_id.replace("/", "--"))
 
 
+def locks_folder(repo_id: str, cache: Path | None = None) -> Path:
+    return (cache or hub_cache_dir()) / ".locks" / (PREFIX + repo_id.replace("/", "--"))
+
+
 def lock_path(repo_id: str, etag: str, cache: Path | None = None) -> Path:
     """The lock huggingface_hub holds while it writes this blob: taking the same one keeps Hearth
     and every other Hugging Face tool from writing one file at once."""
-    return (cache or hub_cache_dir()) / ".locks" / (PREFIX + repo_id.replace("/", "--")) / f"{etag}.lock"
+    return locks_folder(repo_id, cache) / f"{etag}.lock"
 
 
 def scan(cache: Path | None = None) -> list[CachedRepo]:
