@@ -967,16 +967,27 @@ def test_two_downloads_of_one_repo_started_together_both_end_with_the_verified_m
     assert len(gets(server, WEIGHTS)) == 1
 
 
-def test_a_second_download_waits_for_the_first_and_shows_its_progress(server, hf_home, repo_files):
-    server.throttle(20_000)  # ~5 s for the weights
+def start_second_while_the_first_holds_the_weights(server, hf_home) -> tuple[subprocess.Popen,
+                                                                             subprocess.Popen, Reader]:
+    """Two `hearth download REPO`: the first is fetching the weights (slowed to a crawl, so it
+    cannot finish early) when the second reaches them and waits."""
+    server.throttle(20_000)
     partial = partial_of(server, hf_home)
     first = hearth(server, hf_home, "download", REPO)
     wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * CHUNK or first.poll() is not None,
              "the first download to write some weights")
+    server.throttle(500)
     second = hearth(server, hf_home, "download", REPO)
     second_err = Reader(second.stderr)
     wait_for(lambda: "another download is fetching model.safetensors; waiting for it" in second_err.text
              or second.poll() is not None, "the second download to wait")
+    assert first.poll() is None and second.poll() is None
+    return first, second, second_err
+
+
+def test_a_second_download_waits_for_the_first_and_shows_its_progress(server, hf_home, repo_files):
+    first, second, second_err = start_second_while_the_first_holds_the_weights(server, hf_home)
+    server.throttle(20_000)  # ~5 s for the rest of the weights, watched by the second
     results = [run_to_end(first), run_to_end(second, second_err)]
     for code, out, err in results:
         assert code == 0 and out == REPO + "\n", err
@@ -988,17 +999,10 @@ def test_a_second_download_waits_for_the_first_and_shows_its_progress(server, hf
 
 
 def test_a_waiting_download_takes_over_when_the_first_is_killed(server, hf_home, repo_files):
-    server.throttle(20_000)
-    partial = partial_of(server, hf_home)
-    first = hearth(server, hf_home, "download", REPO)
-    wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * CHUNK or first.poll() is not None,
-             "the first download to write some weights")
-    second = hearth(server, hf_home, "download", REPO)
-    second_err = Reader(second.stderr)
-    wait_for(lambda: "waiting for it" in second_err.text or second.poll() is not None,
-             "the second download to wait")
+    first, second, second_err = start_second_while_the_first_holds_the_weights(server, hf_home)
     first.kill()  # its lock goes with it
     run_to_end(first)
+    server.throttle(20_000)  # (unthrottled, the server would pour the rest into the dead socket)
     code, out, err = run_to_end(second, second_err)
     assert code == 0 and out == REPO + "\n", err
     assert_verified_install(server, hf_home, repo_files)
