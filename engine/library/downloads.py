@@ -277,6 +277,8 @@ class DownloadJob:
             if expected is None:
                 return True  # the Hub lists no hash: the size is all there is to compare
             self._current, self._state = remote.name, "verifying"
+            if remote.size >= BACKGROUND_HASH_BYTES:  # hashing it (once) takes seconds: say why
+                self._emit_progress(force=True, message=f"checking {remote.name}, already in the cache")
             return verify.mismatch(blob, expected, self._memo) is None
         except OSError:
             return False
