@@ -70,3 +70,20 @@ def smollm2_gguf() -> Path:
     import real_models
 
     return real_models.smollm2_gguf()
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory, smollm2_gguf) -> Path:
+    """The real SmolLM2-135M-Instruct as an mlx-lm folder, imported from llama.cpp's GGUF by Hearth."""
+    from engine.convert.gguf_import import import_gguf
+
+    home = tmp_path_factory.mktemp("smollm2-home")
+    previous = os.environ.get("HEARTH_HOME")
+    os.environ["HEARTH_HOME"] = str(home)  # a session fixture cannot use monkeypatch
+    try:
+        return import_gguf(smollm2_gguf, "SmolLM2-135M-Instruct")
+    finally:
+        if previous is None:
+            del os.environ["HEARTH_HOME"]
+        else:
+            os.environ["HEARTH_HOME"] = previous

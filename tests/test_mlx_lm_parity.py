@@ -21,7 +21,7 @@ from engine.model_folder import resolve_model
 from engine.prompts import build_prompt
 from engine.sampling import SamplingSettings
 
-MAX_TOKENS = 12
+MAX_TOKENS = 16
 MESSAGES = [{"role": "user", "content": "Tell me about the fire in the hearth, café 中文."}]
 
 
@@ -173,3 +173,44 @@ def test_an_embedding_that_fits_no_bit_width_is_still_refused(hf_source, tmp_pat
     _edit_config(folder, lambda c: c.update(hidden_size=96, num_attention_heads=3))
     with pytest.raises(WeightsMismatch, match="hidden_size 96"):
         resolve_model(folder)
+
+
+@pytest.fixture(scope="session")
+def smollm2_like_mlx_community(smollm2, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as mlx-community's 4-bit upload is: written by mlx-lm's convert, 4-bit
+    with group 32 and an 8-bit embedding that config.json does not declare. Made from the real model
+    (the GGUF Hearth imported, dequantized by mlx-lm), since nothing can be fetched from the Hub here."""
+    root = tmp_path_factory.mktemp("smollm2-mlx")
+    # float32, not the upload's bfloat16: this CPU backend runs half-precision quantized matmuls far
+    # slower (mlx-facts.md), and the dtype does not change which bits the loader infers.
+    unquantized = _mlx_convert(smollm2, root / "float", dequantize=True, dtype="float32")
+    folder = _mlx_convert(unquantized, root / "SmolLM2-135M-Instruct-4bit", quantize=True, q_bits=4,
+                          q_group_size=32, quant_predicate=_eight_bit_embedding, dtype="float32")
+    _drop_embedding_override(folder)
+    return folder
+
+
+def test_a_real_mlx_lm_folder_with_an_undeclared_8bit_embedding_answers_like_mlx_lm(
+        smollm2_like_mlx_community):
+    """The issue's case: refused before ("the embedding is 49152 x 144, but ... call for 49152 x 72")."""
+    from mlx_lm import load
+    from mlx_lm.utils import get_total_parameters
+
+    folder = smollm2_like_mlx_community
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization"] == {"group_size": 32, "bits": 4, "mode": "affine"} or (
+        config["quantization"]["bits"] == 4 and "model.embed_tokens" not in config["quantization"])
+    info = resolve_model(folder)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    with Engine(prefill_step_size=64) as engine:
+        assert engine.load(folder).wait().finish_reason == "done"
+        loaded = engine.loaded
+        prompt = build_prompt(loaded.tokenizer, question, loaded.prompt_format, loaded.context_length, 16)
+        done = engine.generate(GenerationRequest(question, SamplingSettings(temperature=0.0,
+                                                                              max_tokens=16))).wait()
+    assert "Paris" in done.text, done.text
+    model, tokenizer = load(str(folder))
+    assert prompt.ids == tokenizer.apply_chat_template(question, add_generation_prompt=True, tokenize=True)
+    assert done.token_ids == _bare_mlx_lm_greedy(folder, prompt.ids, set(tokenizer.eos_token_ids))[:16]
+    assert info.parameters == get_total_parameters(model)
+    assert 130e6 < info.parameters < 140e6  # "135M": per-module bits honoured (163M before)

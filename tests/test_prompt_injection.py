@@ -91,25 +91,6 @@ def chatml_tiny(tmp_path_factory, tiny) -> Path:
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory, smollm2_gguf) -> Path:
-    """The real SmolLM2-135M-Instruct, imported from llama.cpp's GGUF by Hearth's importer."""
-    import os
-
-    from engine.convert.gguf_import import import_gguf
-
-    home = tmp_path_factory.mktemp("smollm2-home")
-    previous = os.environ.get("HEARTH_HOME")
-    os.environ["HEARTH_HOME"] = str(home)
-    try:
-        return import_gguf(smollm2_gguf, "SmolLM2-135M-Instruct")
-    finally:
-        if previous is None:
-            del os.environ["HEARTH_HOME"]
-        else:
-            os.environ["HEARTH_HOME"] = previous
-
-
-@pytest.fixture(scope="module")
 def models(tiny, chatml_tiny) -> dict[str, Path]:
     return {**tiny, "chatml_tiny": chatml_tiny}
 
