@@ -194,7 +194,7 @@ def test_a_cached_file_with_one_byte_changed_is_listed_as_damaged(hf_cache, tiny
         library.set_default("org/model")
 
 
-def test_a_hash_is_computed_once_and_remembered_by_path_size_and_mtime(hf_cache, tiny):
+def test_a_hash_is_computed_once_and_remembered_by_path_size_mtime_and_inode(hf_cache, tiny):
     from engine.library import verify
 
     repo = cache_repo("org/model", tiny["spm_legacy"])
@@ -203,6 +203,7 @@ def test_a_hash_is_computed_once_and_remembered_by_path_size_and_mtime(hf_cache,
     memo = json.loads((paths.data_dir() / verify.MEMO_FILE).read_text())["files"]
     entry = memo[str(blob)]
     assert entry["size"] == blob.stat().st_size and entry["mtime_ns"] == blob.stat().st_mtime_ns
+    assert entry["ino"] == blob.stat().st_ino
     assert entry["sha256"] == blob.name
     # The same path, size and mtime: the remembered result stands, the file is not read again
     # (so a change that keeps all three goes unseen until the file changes again) ...
@@ -210,9 +211,15 @@ def test_a_hash_is_computed_once_and_remembered_by_path_size_and_mtime(hf_cache,
     _flip_one_byte(blob)
     os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert library.find("org/model").usable
-    # ... and a new mtime means the file is hashed again.
-    os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    # ... a copy put in its place with the same size and mtime (cp -p, rsync -t) is a new file ...
+    copy = blob.with_name("copy")
+    shutil.copy2(blob, copy)
+    os.replace(copy, blob)
+    assert blob.stat().st_mtime_ns == stat.st_mtime_ns
     assert library.find("org/model").problem.startswith("damaged: model.safetensors")
+    # ... and so is one with a new mtime.
+    _flip_one_byte(blob)  # back to the Hub's bytes
+    assert library.find("org/model").usable
 
 
 def test_files_without_a_hash_on_this_computer_are_listed_as_unverified(hf_cache, tiny):

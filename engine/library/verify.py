@@ -7,8 +7,8 @@ A file whose expected hash is not known locally (a plain copy in a snapshot fold
 another kind of name) is reported as unverified, never as verified.
 
 Hashing a large model takes seconds, so each result is remembered in a small JSON file in Hearth's
-data folder, keyed by the blob's path, size and modification time: a file that changes gets hashed
-again. The memo is only a cache: when it cannot be read or written, files are hashed anyway.
+data folder, keyed by the blob's path, size, modification time and inode: a file that changes gets
+hashed again. The memo is only a cache: when it cannot be read or written, files are hashed anyway.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ class Memo:
         key, stat = _key(path)
         entry = self.added.get(key) or self.entries.get(key)
         fresh = dict(entry) if _same_file(entry, stat) else {}
-        fresh.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns, **{kind: digest})
+        fresh.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns, ino=stat.st_ino, **{kind: digest})
         self.added[key] = fresh
 
     def save(self) -> None:
@@ -227,8 +227,9 @@ def _key(path: Path) -> tuple[str, os.stat_result]:
 
 
 def _same_file(entry: dict | None, stat: os.stat_result) -> bool:
+    # The inode too: a copy that kept the size and mtime (cp -p, rsync -t) over the path is a new file.
     return (isinstance(entry, dict) and entry.get("size") == stat.st_size
-            and entry.get("mtime_ns") == stat.st_mtime_ns)
+            and entry.get("mtime_ns") == stat.st_mtime_ns and entry.get("ino") == stat.st_ino)
 
 
 def _merge_into_file(target: Path, added: dict[str, dict]) -> None:
