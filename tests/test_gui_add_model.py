@@ -200,7 +200,8 @@ def test_file_add_model_menu_imports_a_gguf_and_opens_a_chat_with_it(qtbot, tmp_
         action.trigger()
         _pick_in_file_dialog(qtbot, gguf_file)
     assert done.args[1]["status"] == "complete", done.args[1]
-    qtbot.waitUntil(lambda: window.model_state.text().startswith("tiny-llama-2-chat.Q8_0 ·"), timeout=60_000)
+    qtbot.waitUntil(lambda: window.model_picker.currentText().startswith("tiny-llama-2-chat.Q8_0 ·")
+                    and window.model_state.text().startswith("Loaded"), timeout=60_000)
     assert window.model_picker.currentData() == "tiny-llama-2-chat.Q8_0"
     _chat_with(qtbot, window, "tiny-llama-2-chat.Q8_0")
     window.close()

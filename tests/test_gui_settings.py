@@ -400,24 +400,23 @@ def test_generation_defaults_and_presets_persist(qtbot, store, open_dialog):
     assert all(again.presets.list.item(i).text() != "Pirate (default)" for i in range(again.presets.list.count()))
 
 
-def test_theme_change_is_applied_announced_and_saved(qtbot, qapp, open_dialog, monkeypatch):
-    requested = []
-    real_request = settings.request_color_scheme
-    # The offscreen platform ignores colour scheme requests: record them, and still make the call.
-    monkeypatch.setattr(settings.appearance_page, "request_color_scheme", lambda s: requested.append(s) or real_request(s))
+def test_theme_change_is_applied_announced_and_saved(qtbot, qapp, open_dialog):
+    from app.gui.theme import is_dark
+
+    # The offscreen platform cannot switch its own look, so Hearth's palette does it.
     dialog = open_dialog()
     page = dialog.appearance_page
+    assert not is_dark()
     with qtbot.waitSignal(dialog.appearanceChanged):
         page.theme.setCurrentIndex(page.theme.findData("dark"))
-    assert Prefs().get("appearance/theme") == "dark"
-    assert requested == [Qt.ColorScheme.Dark]
+    assert Prefs().get("appearance/theme") == "dark" and is_dark()
     with qtbot.waitSignal(dialog.appearanceChanged):
         page.font_size.setValue(17)
     assert Prefs().get("appearance/font_size") == 17 and qapp.font().pointSize() == 17
     assert open_dialog().appearance_page.theme.currentData() == "dark"
     with qtbot.waitSignal(dialog.appearanceChanged):
         page.theme.setCurrentIndex(page.theme.findData("system"))
-    assert requested[-1] is None  # follow the system again
+    assert not is_dark()  # the system's look again: light here
 
 
 def _conversations(store: HistoryStore, n: int) -> None:

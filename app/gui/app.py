@@ -5,17 +5,7 @@ from __future__ import annotations
 import sys
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
-
-
-def apply_theme(theme: str) -> None:
-    from PySide6.QtCore import Qt
-
-    hints = QGuiApplication.styleHints()
-    if hasattr(hints, "setColorScheme"):
-        scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
-        hints.setColorScheme(scheme)
 
 
 def build_window(app: QApplication, store=None):
@@ -25,15 +15,18 @@ def build_window(app: QApplication, store=None):
     from .bridge import EngineBridge
     from .main_window import MainWindow
     from .prefs import Prefs
+    from .theme import ThemeFollower
 
     prefs = Prefs()
-    apply_theme(prefs.get("appearance/theme"))
+    theme = ThemeFollower(prefs)  # before the window, so it opens in its colours
     font = app.font()
     font.setPointSize(int(prefs.get("appearance/font_size")))
     app.setFont(font)
     store = store or HistoryStore()
     downloads = _download_manager(app)
     window = MainWindow(store, prefs, EngineBridge(), downloads)
+    theme.setParent(window)
+    window.set_theme(theme)
     if store.recovery:
         window.show_notice(str(store.recovery))
     return window

@@ -7,12 +7,22 @@ and every slow thing (model scans, loads, downloads) reports back through signal
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QCoreApplication, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, Qt, QTimer
+from PySide6.QtGui import (
+    QAccessible,
+    QAccessibleAnnouncementEvent,
+    QAction,
+    QCloseEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractButton,
-    QComboBox,
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -34,15 +44,30 @@ from .background import run_in_background
 from .bridge import EngineBridge
 from .chat import ChatController
 from .composer import Composer
+from .export_file import describe_write_error, export_file_name, write_export
+from .header import ChatHeader
 from .plain_text import plain, plain_tooltip
 from .prefs import Prefs
 from .sidebar import Sidebar
+from .theme import ThemeFollower
 from .transcript import TranscriptView
 from .welcome import WelcomePage
 
+MAC = sys.platform == "darwin"
+NARROW = 800  # narrower than this, the sidebar steps aside (the window works from 640 pixels)
+MINIMUM_WIDTH = 640
+EDIT_COMMANDS = {  # Edit menu item -> the text view's method, and the key that does it
+    "Undo": ("undo", QKeySequence.StandardKey.Undo),
+    "Redo": ("redo", QKeySequence.StandardKey.Redo),
+    "Cut": ("cut", QKeySequence.StandardKey.Cut),
+    "Copy": ("copy", QKeySequence.StandardKey.Copy),
+    "Paste": ("paste", QKeySequence.StandardKey.Paste),
+    "Select All": ("selectAll", QKeySequence.StandardKey.SelectAll),
+}
+
 
 class MainWindow(AddModelMixin, QMainWindow):
-    keeps_running_when_closed = sys.platform == "darwin"  # Cmd+W hides the window; Cmd+Q quits
+    keeps_running_when_closed = MAC  # Cmd+W hides the window; Cmd+Q quits
 
     def __init__(self, store: HistoryStore, prefs: Prefs, bridge: EngineBridge, downloads=None) -> None:
         super().__init__()
@@ -53,10 +78,16 @@ class MainWindow(AddModelMixin, QMainWindow):
         self._shut_down = False
         self._models: list[library.InstalledModel] = []
         self._model_wanted: str | None = None  # a model to select once the model list is read
+        self._loaded_ref: str | None = None
+        self._loading_ref: str | None = None
+        self._model_text = ""
+        self._sidebar_auto_hidden = False  # hidden because the window got narrow, not by the user
+        self.theme: ThemeFollower | None = None
         self._build()
         self._build_menus()
         self._init_add_model()
         self._connect()
+        self.system_line.set_text(self.chat.system_prompt)
         self._restore_state()
         app = QGuiApplication.instance()
         app.aboutToQuit.connect(self._shut_down_everything)  # a quit from the Dock, the window hidden
@@ -70,12 +101,13 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.transcript = TranscriptView()
         self.composer = Composer()
         self.chat = ChatController(self.store, self.bridge, self.transcript, self.prefs, self)
+        self._build_header()
         chat_page = QWidget()
         column = QVBoxLayout(chat_page)
         column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self._build_toolbar())
+        column.addWidget(self.header)
         column.addWidget(self._build_banner())
-        column.addWidget(self.transcript, 1)
+        column.addWidget(self._build_chat_area(), 1)
         column.addWidget(self._build_context_row())
         column.addWidget(self.composer)
         self.welcome = WelcomePage(self.downloads)
@@ -87,48 +119,76 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(self.pages)
         self.splitter.setStretchFactor(1, 1)
-        self.sidebar.setMinimumWidth(200)
+        self.splitter.setCollapsible(1, False)
+        self.sidebar.setMinimumWidth(180)
         self.splitter.setSizes([260, 840])
         self.setCentralWidget(self.splitter)
+        self.setMinimumWidth(MINIMUM_WIDTH)
         self.resize(1100, 760)
 
-    def _build_toolbar(self) -> QWidget:
-        bar = QWidget()
-        row = QHBoxLayout(bar)
-        row.setContentsMargins(6, 6, 6, 0)
-        self.model_picker = QComboBox()
-        self.model_picker.setAccessibleName("Model")
-        self.model_picker.setMinimumWidth(200)
-        self.model_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_picker.setMinimumContentsLength(24)
-        self.model_picker.view().setAccessibleName("Installed models")
-        self.model_state = plain(QLabel("No model loaded"))
-        self.model_state.setAccessibleName("Model state")
-        # Long states (name, size, memory) must not widen the window: they are cut, with a tooltip.
-        self.model_state.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.unload_button = QPushButton("Unload", clicked=self._unload)
-        self.unload_button.setAccessibleName("Unload model")
-        self.unload_button.setEnabled(False)
-        self.system_button = QPushButton("System prompt…", clicked=self._edit_system_prompt)
-        self.system_button.setAccessibleName("System prompt")
-        self.sampling_button = QPushButton("Sampling…", clicked=self._edit_sampling)
-        self.sampling_button.setAccessibleName("Sampling settings for this chat")
-        self.loading_bar = QProgressBar()
-        self.loading_bar.setAccessibleName("Model loading")
-        self.loading_bar.setRange(0, 0)  # busy: loading reports no steps
-        self.loading_bar.setMaximumWidth(80)
-        self.loading_bar.hide()
-        self.settings_button = QPushButton("Settings", clicked=self.open_settings)
-        self.settings_button.setAccessibleName("Settings")
-        row.addWidget(QLabel("Model:"))
-        row.addWidget(self.model_picker)
-        row.addWidget(self.model_state, 1)
-        row.addWidget(self.loading_bar)
-        row.addWidget(self.unload_button)
-        row.addWidget(self.system_button)
-        row.addWidget(self.sampling_button)
-        row.addWidget(self.settings_button)
-        return bar
+    def _build_header(self) -> None:
+        self.header = ChatHeader()
+        # The controls by their own names: tests, the screenshots and the rest of the window use them.
+        for name in ("model_picker", "model_state", "loading_bar", "unload_button", "sampling_button",
+                     "settings_button", "system_button", "system_line", "sidebar_toggle"):
+            setattr(self, name, getattr(self.header, name))
+        self.unload_button.clicked.connect(self._unload)
+        self.sampling_button.clicked.connect(self._edit_sampling)
+        self.settings_button.clicked.connect(self.open_settings)
+        self.sidebar_toggle.toggled.connect(self._sidebar_toggled)
+        self.system_line.edited.connect(self.chat.set_system_prompt)
+        self.system_line.fullEditorRequested.connect(self._edit_system_prompt)
+
+    def _build_chat_area(self) -> QWidget:
+        """The transcript, or in its place a note for an empty chat: what to do next."""
+        self.empty_state = QWidget()
+        self.empty_state.setAccessibleName("New chat")
+        self.empty_title = QLabel()
+        self.empty_title.setTextFormat(Qt.TextFormat.PlainText)
+        font = self.empty_title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.5)
+        font.setBold(True)
+        self.empty_title.setFont(font)
+        self.empty_text = QLabel()
+        self.empty_text.setTextFormat(Qt.TextFormat.PlainText)
+        self.empty_text.setWordWrap(True)
+        self.empty_action = QPushButton("Get a model…")
+        self.empty_action.setAccessibleName("Get a model in Settings")
+        self.empty_action.clicked.connect(self.open_settings)
+        column = QVBoxLayout(self.empty_state)
+        column.setContentsMargins(32, 16, 32, 16)
+        column.addStretch(1)
+        column.addWidget(self.empty_title, 0, Qt.AlignmentFlag.AlignHCenter)
+        column.addWidget(self.empty_text)  # full width: a wrapped label needs it to know its height
+        column.addWidget(self.empty_action, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.empty_text.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        column.addStretch(2)
+        self.chat_area = QStackedWidget()
+        self.chat_area.addWidget(self.empty_state)
+        self.chat_area.addWidget(self.transcript)
+        self._show_chat_area()
+        return self.chat_area
+
+    def _show_chat_area(self) -> None:
+        """The transcript when a conversation is open; otherwise the empty chat's note."""
+        if self.chat.conversation_id is not None:
+            self.chat_area.setCurrentWidget(self.transcript)
+            return
+        self.chat_area.setCurrentWidget(self.empty_state)
+        if self._loaded_ref:
+            self.empty_title.setText("New chat")
+            self.empty_text.setText(f"With {self._model_name(self._loaded_ref)}. Type a message below: "
+                                    "Return sends it, Shift+Return adds a line.")
+        elif self._loading_ref:
+            self.empty_title.setText("Loading the model…")
+            self.empty_text.setText("You can type your message meanwhile.")
+        else:
+            self.empty_title.setText("No model loaded")
+            self.empty_text.setText("Choose one in the Model list above, or get one in Settings.")
+        self.empty_action.setVisible(not self._loaded_ref and not self._loading_ref)
+
+    def _model_name(self, ref: str) -> str:
+        return next((m.name for m in self._models if m.ref == ref), ref)
 
     def _build_banner(self) -> QWidget:
         self.banner = QWidget()
@@ -176,40 +236,113 @@ class MainWindow(AddModelMixin, QMainWindow):
         quit_action = self._action(file_menu, "Quit Hearth", self.quit_app, QKeySequence.StandardKey.Quit)
         quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         edit_menu = self.menuBar().addMenu("&Edit")
-        for name, key in (("Undo", QKeySequence.StandardKey.Undo), ("Redo", QKeySequence.StandardKey.Redo),
-                          ("Cut", QKeySequence.StandardKey.Cut), ("Copy", QKeySequence.StandardKey.Copy),
-                          ("Paste", QKeySequence.StandardKey.Paste),
-                          ("Select All", QKeySequence.StandardKey.SelectAll)):
+        for name, (_method, key) in EDIT_COMMANDS.items():
             self._action(edit_menu, name, self._edit_command(name), key)
         edit_menu.addSeparator()
-        self._action(edit_menu, "Find in Conversations", self.sidebar.focus_search, QKeySequence.StandardKey.Find)
+        self._action(edit_menu, "Find in Conversations", self.find_in_conversations,
+                     QKeySequence.StandardKey.Find)
         prefs = self._action(edit_menu, "Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         prefs.setMenuRole(QAction.MenuRole.PreferencesRole)
+        view_menu = self.menuBar().addMenu("&View")
+        # Ctrl+Cmd+S on a Mac, as in Finder and Mail; Qt's Meta is the Mac's Control key.
+        self.sidebar_action = self._action(view_menu, "Show Sidebar", self._toggle_sidebar,
+                                           "Ctrl+Meta+S" if MAC else "Ctrl+Shift+S")
+        self.sidebar_action.setCheckable(True)
+        self.sidebar_action.setChecked(True)
         chat_menu = self.menuBar().addMenu("&Chat")
-        self._action(chat_menu, "Stop", self.chat.stop, "Esc")
+        # Enabled only while this chat is answering, so that Esc otherwise reaches the focused view
+        # (cancelling an edit, closing a popup).
+        self.stop_action = self._action(chat_menu, "Stop", self.chat.stop, "Esc")
+        self.stop_action.setEnabled(False)
+        self._action(chat_menu, "Edit System Prompt", self._focus_system_prompt, "Ctrl+Shift+P")
+        self._action(chat_menu, "Sampling…", self._edit_sampling)
+        self._action(chat_menu, "Focus Message Box", self._focus_composer, "Ctrl+L")
         for button in self.menuBar().findChildren(QAbstractButton):  # Qt's overflow arrow
             button.setAccessibleName("More menus")
 
     def _action(self, menu, name: str, slot, shortcut=None) -> QAction:
         action = QAction(name, self)
-        action.triggered.connect(slot)
+        action.triggered.connect(lambda _checked=False: slot())  # triggered's `checked` is not for slot
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
         menu.addAction(action)
         return action
 
     def _edit_command(self, name: str):
-        """A slot doing this Edit menu command in the focused text view. A closure with no
-        arguments: triggered(bool) would put `checked` into a `lambda n=name:`'s n."""
-        method = {"Undo": "undo", "Redo": "redo", "Cut": "cut", "Copy": "copy", "Paste": "paste",
-                  "Select All": "selectAll"}[name]
+        """A slot doing this Edit menu command in the focused text view: its own method where it has
+        one (line edits, text boxes), else the command's key sent to it (the transcript's views)."""
+        method, key = EDIT_COMMANDS[name]
 
         def run() -> None:
-            widget = self.focusWidget()
-            if widget is not None and hasattr(widget, method):
+            widget = QApplication.focusWidget()
+            if widget is None:
+                return
+            if hasattr(widget, method):
                 getattr(widget, method)()
+                return
+            combination = QKeySequence(key)[0]
+            for kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+                QApplication.sendEvent(widget, QKeyEvent(kind, combination.key(), combination.keyboardModifiers()))
 
         return run
+
+    def find_in_conversations(self) -> None:
+        """Edit > Find (Cmd+F): the sidebar's search, shown if it was hidden."""
+        if not self.sidebar.isVisible():
+            self._set_sidebar_visible(True)
+        self.sidebar.focus_search()
+
+    def _focus_system_prompt(self) -> None:
+        self.system_line.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.system_line.edit.selectAll()
+
+    def _focus_composer(self) -> None:
+        self.composer.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    # --- the sidebar, shown or hidden ---
+
+    def _toggle_sidebar(self) -> None:
+        self._set_sidebar_visible(self.sidebar.isHidden())
+
+    def _sidebar_toggled(self, shown: bool) -> None:
+        self._set_sidebar_visible(shown)
+
+    def _set_sidebar_visible(self, shown: bool, by_user: bool = True) -> None:
+        self.sidebar.setVisible(shown)
+        for control in (self.sidebar_toggle, self.sidebar_action):
+            control.blockSignals(True)
+            control.setChecked(shown)
+            control.blockSignals(False)
+        self.sidebar_action.setText("Hide Sidebar" if shown else "Show Sidebar")
+        if by_user:
+            self._sidebar_auto_hidden = False
+            self.prefs.set("window/sidebar_visible", shown)
+        if not shown and self.sidebar.isAncestorOf(QApplication.focusWidget()):
+            self.composer.edit.setFocus()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        """A narrow window gives the chat the room: the sidebar steps aside, and comes back when
+        the window is wide again (unless the user hid it)."""
+        super().resizeEvent(event)
+        narrow = event.size().width() < NARROW
+        was_wide = event.oldSize().width() >= NARROW or event.oldSize().width() < 0  # < 0: first show
+        if narrow and not self.sidebar.isHidden() and was_wide:
+            self._sidebar_auto_hidden = True
+            self._set_sidebar_visible(False, by_user=False)
+        elif not narrow and self._sidebar_auto_hidden:
+            self._sidebar_auto_hidden = False
+            self._set_sidebar_visible(True, by_user=False)
+
+    def set_theme(self, theme: ThemeFollower) -> None:
+        """Follow light and dark: the drawn icons and the notice's colours are redrawn."""
+        self.theme = theme
+        theme.changed.connect(self._on_theme)
+        self._on_theme(theme.dark)
+
+    def _on_theme(self, dark: bool) -> None:
+        self.header.update_icons()
+        self.banner.setStyleSheet("background: #5c4a12; color: #f5f0e0;" if dark
+                                  else "background: #fff4ce; color: #333;")
 
     # --- wiring ---
 
@@ -222,6 +355,7 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.composer.send.connect(self._send_message)
         self.composer.stop.connect(self.chat.stop)
         self.chat.busyChanged.connect(self.composer.set_generating)
+        self.chat.busyChanged.connect(self.stop_action.setEnabled)
         self.chat.refused.connect(self.composer.show_notice)
         self.chat.generatingChanged.connect(self.sidebar.set_generating)
         # When the answer ends, a "still answering" refusal no longer holds.
@@ -235,9 +369,11 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.model_picker.activated.connect(self._on_model_picked)
         self.bridge.modelLoading.connect(self._on_model_loading)
         self.bridge.modelLoaded.connect(self._on_model_loaded)
-        self.bridge.modelUnloaded.connect(lambda _d: self._set_model_state("No model loaded", loaded=False))
+        self.bridge.modelUnloaded.connect(self._on_model_unloaded)
         self.bridge.finished.connect(self._on_request_finished)
         self.welcome.chatRequested.connect(self._start_with_model)
+        self.chat.generatingChanged.connect(self._announce_when_finished)
+        self.prefs.changed.connect(self._on_pref_changed)
 
     def _after_show(self) -> None:
         self.bridge.start()  # the engine thread; MLX is imported there on the first load
@@ -263,10 +399,7 @@ class MainWindow(AddModelMixin, QMainWindow):
 
     def _on_models(self, models: list) -> None:
         self._models = [m for m in models if m.usable]
-        self.model_picker.clear()
-        for m in self._models:
-            verdict = m.fit().verdict.replace("_", " ")
-            self.model_picker.addItem(f"{m.name}  ({verdict})", m.ref)
+        self._list_models()
         self.welcome.set_models(self._models)
         if not self._models:
             self.pages.setCurrentWidget(self.welcome)
@@ -279,6 +412,10 @@ class MainWindow(AddModelMixin, QMainWindow):
         if self.chat.model_ref != self.model_picker.currentData():
             self._on_model_picked(index)
 
+    def _list_models(self) -> None:
+        """The picker's items, marking the loaded and the loading model."""
+        self.header.set_models(self._models, self._loaded_ref, self._loading_ref)
+
     def _on_model_picked(self, index: int) -> None:
         ref = self.model_picker.itemData(index)
         if not ref or ref == self.chat.model_ref:
@@ -288,7 +425,9 @@ class MainWindow(AddModelMixin, QMainWindow):
         context = self.prefs.get("generation/context_length") or None
         self.bridge.load(ref, context_length=context)
         self.prefs.set("model/last", ref)
-        self.model_state.setText(f"Loading {ref}…")
+        self._loading_ref = ref
+        self._list_models()
+        self._set_model_state(f"Loading {self._model_name(ref)}…", loaded=False, loading=True)
 
     def _start_with_model(self, ref: str) -> None:
         """Chat with this model, which may have just been added: if the picker does not list it yet,
@@ -303,30 +442,36 @@ class MainWindow(AddModelMixin, QMainWindow):
             self._on_model_picked(index)
 
     def _on_model_loaded(self, loaded: dict) -> None:
-        size = loaded["weight_bytes"]
-        size_text = f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
         self.chat.model_revision = loaded.get("revision")
-        self._set_model_state(f"{loaded['name']} · {size_text} · {loaded['context_length']:,}-token context",
-                              loaded=True)
+        self._loaded_ref, self._loading_ref = loaded["ref"], None
+        # The picker shows the name, size and fit; the state says what loading gave.
+        self._set_model_state(f"Loaded · {loaded['context_length']:,}-token context", loaded=True)
         self.context_meter.setMaximum(loaded["context_length"])
         self.banner.hide()
         library.mark_used(loaded["ref"])
 
     def _on_model_loading(self, name: str) -> None:
-        self.model_state.setText(f"Loading {name}…")
-        self.loading_bar.show()
+        self._set_model_state(f"Loading {name}…", loaded=False, loading=True)
 
-    def _set_model_state(self, text: str, loaded: bool) -> None:
-        self.model_state.setText(text)
-        self.model_state.setToolTip(plain_tooltip(text))
+    def _on_model_unloaded(self, _unloaded: dict) -> None:
+        self._loaded_ref = None
+        self._set_model_state("No model loaded", loaded=False)
+
+    def _set_model_state(self, text: str, loaded: bool, loading: bool = False) -> None:
+        if not loading:
+            self._loading_ref = None
+        if not loaded:
+            self._loaded_ref = None
+        self.header.show_state(text, loading=loading)
         self.unload_button.setEnabled(loaded)
-        self.loading_bar.hide()
         self._model_text = text if loaded else ""
+        self._list_models()
+        self._show_chat_area()
 
     def _show_memory(self, peak_gb: float) -> None:
         """After an answer: how much memory MLX used at its peak (weights, KV cache, work)."""
-        if getattr(self, "_model_text", "") and peak_gb:
-            self.model_state.setText(f"{self._model_text} · {peak_gb:.2f} GB in use at peak")
+        if self._model_text and peak_gb:
+            self.header.show_state(f"{self._model_text} · {peak_gb:.2f} GB in use at peak")
 
     def _on_request_finished(self, _request_id: int, data: dict) -> None:
         if data.get("peak_memory_gb"):
@@ -356,6 +501,31 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.prefs.set("window/last_conversation", conversation_id)
         self.sidebar.select(conversation_id or None)
         self.progress_note.clear()  # an answer being read in another chat goes on unseen
+        self.system_line.set_text(self.chat.system_prompt)
+        self._show_chat_area()
+
+    def _on_pref_changed(self, key: str) -> None:
+        if self.chat.conversation_id is None and key.startswith("generation/"):
+            self.system_line.set_text(self.chat.system_prompt)  # a new chat's defaults changed
+
+    def _announce_when_finished(self, conversation_id: str) -> None:
+        """Tell a screen reader (and the status bar) when an answer has been written."""
+        if conversation_id:
+            self._answering_in = conversation_id
+            return
+        finished_in, self._answering_in = getattr(self, "_answering_in", ""), ""
+        if not finished_in:
+            return
+        if finished_in == self.chat.conversation_id:
+            self.announce("Answer finished.")
+        else:
+            self.announce(f"Answer finished in “{self.sidebar.title_of(finished_in)}”.")
+
+    def announce(self, text: str) -> None:
+        """Say this to a screen reader without moving the focus, and show it in the status bar."""
+        self.last_announcement = text
+        self.statusBar().showMessage(text, 8000)
+        QAccessible.updateAccessibility(QAccessibleAnnouncementEvent(self, text))
 
     def _send_message(self, text: str) -> None:
         if self.chat.send(text):
@@ -369,22 +539,25 @@ class MainWindow(AddModelMixin, QMainWindow):
             self._export(self.chat.conversation_id)
 
     def _export(self, conversation_id: str) -> None:
+        """Export a conversation to a file the user names: Markdown, or JSON with every branch."""
         from engine.history.export import export_json, export_markdown
 
-        from ..history_cli import write_atomically
-
-        path, chosen = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md",
+        title = self.store.conversation(conversation_id).title
+        folder = Path(self.prefs.get("export/folder", "") or Path.home())
+        path, chosen = QFileDialog.getSaveFileName(self, "Export conversation",
+                                                   str(folder / export_file_name(title)),
                                                    "Markdown (*.md);;JSON, with every branch (*.json)")
         if not path:
             return
+        self.prefs.set("export/folder", str(Path(path).parent))
         as_json = path.endswith(".json") or "JSON" in chosen
         import json as jsonlib
 
         text = (jsonlib.dumps(export_json(self.store, [conversation_id]), ensure_ascii=False, indent=1)
                 if as_json else export_markdown(self.store, [conversation_id]))
-        run_in_background(lambda: write_atomically(__import__("pathlib").Path(path), text),
+        run_in_background(lambda: write_export(Path(path), text),
                           lambda _r: self.statusBar().showMessage(f"Exported to {path}", 5000),
-                          lambda e: self.show_notice(f"Export failed: {e}", ""), self)
+                          lambda e: self.show_notice(describe_write_error(Path(path), e), ""), self)
 
     def _on_context(self, prompt_tokens: int, context_length: int, dropped: int) -> None:
         if context_length:  # 0 (no model yet) would turn the bar into a busy indicator
@@ -436,6 +609,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         splitter = self.prefs.raw().value("window/splitter")
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
+        # The user's choice, not the splitter's memory of a sidebar hidden for a narrow window.
+        self._set_sidebar_visible(self.prefs.get("window/sidebar_visible", True), by_user=False)
 
     def close_window(self) -> None:
         """File > Close Window (Cmd+W). On a Mac the app goes on running without its window (an

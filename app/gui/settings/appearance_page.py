@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QApplication, QComboBox, QFormLayout, QWidget
 
 from ..prefs import Prefs
+from ..theme import apply_theme, request_color_scheme
 from .widgets import int_spin, named
 
-THEMES = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
+__all__ = ["THEMES", "AppearancePage", "apply_appearance", "request_color_scheme"]
+
+THEMES = {"system": "System", "light": "Light", "dark": "Dark"}
 
 
 def apply_appearance(prefs: Prefs) -> None:
     """Apply the saved theme and font size to the running application (also call at startup)."""
-    scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(prefs.get("appearance/theme"))
-    request_color_scheme(scheme)
+    apply_theme(prefs.get("appearance/theme"))
     app = QApplication.instance()
     if isinstance(app, QApplication):
         font = app.font()
         font.setPointSize(int(prefs.get("appearance/font_size")))
         app.setFont(font)
-
-
-def request_color_scheme(scheme: Qt.ColorScheme | None) -> None:
-    """Force light or dark, or follow the system (None). Platforms without the feature (Qt < 6.8,
-    some Linux themes, offscreen) ignore the request."""
-    hints = QGuiApplication.styleHints()
-    if not hasattr(hints, "setColorScheme"):
-        return
-    if scheme is not None:
-        hints.setColorScheme(scheme)
-    elif hasattr(hints, "unsetColorScheme"):
-        hints.unsetColorScheme()
-    else:
-        hints.setColorScheme(Qt.ColorScheme.Unknown)
 
 
 class AppearancePage(QWidget):
