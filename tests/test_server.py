@@ -329,10 +329,18 @@ def test_a_resent_conversation_reuses_the_kv_cache(client, served):
     second = [*first, {"role": "assistant", "content": answer.choices[0].message.content},
               {"role": "user", "content": "And chimneys?"}]
     client.chat.completions.create(model=MODEL, messages=second, **GREEDY)
-    assert served.recent[-1].reused_tokens >= turn_one.prompt_tokens
-    # Another conversation does not take over (and trim) this one's cache.
-    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Other."}], **GREEDY)
-    assert served.recent[-1].reused_tokens == 0
+    turn_two = served.recent[-1]
+    assert turn_two.reused_tokens >= turn_one.prompt_tokens
+    # Other chats do not take over (and trim) this one's cache, nor one another's when they share
+    # only a system prompt.
+    system = {"role": "system", "content": "Be brief."}
+    for messages in ([{"role": "user", "content": "Other."}], [system, *first],
+                     [system, {"role": "user", "content": "Something else."}]):
+        client.chat.completions.create(model=MODEL, messages=messages, **GREEDY)
+        assert served.recent[-1].reused_tokens == 0
+    third = [*second, {"role": "assistant", "content": "Fine."}, {"role": "user", "content": "Bye."}]
+    client.chat.completions.create(model=MODEL, messages=third, **GREEDY)
+    assert served.recent[-1].reused_tokens >= turn_two.prompt_tokens
 
 
 # ------------------------------------------------------------------------------- bad input

@@ -50,7 +50,8 @@ class ConversationKeys:
     """Engine cache keys for clients that resend the whole conversation with every request.
 
     A request gets the key of the conversation it repeats: all of that conversation's messages,
-    except perhaps its last exchange, which a client may edit or regenerate. The engine matches
+    except perhaps its last exchange, which a client may edit or regenerate, and at least its first
+    user message (chats that share only a system prompt are different chats). The engine matches
     tokens within the key's cache, so a wrong guess costs speed, never a wrong answer."""
 
     def __init__(self, capacity: int = 64) -> None:
@@ -60,7 +61,8 @@ class ConversationKeys:
 
     def key_for(self, messages: list[dict[str, Any]]) -> str:
         prints = _fingerprints(messages)
-        best, best_shared = None, 0
+        best = None
+        best_shared = 1 if messages and messages[0].get("role") == "system" else 0
         for key, known in self._known.items():
             shared = common_prefix_length(known, prints)
             if shared > best_shared and shared >= len(known) - 2:
@@ -193,11 +195,16 @@ class Generation:
         return self.ready
 
     async def text(self) -> AsyncIterator[str]:
-        """The answer's text as it comes; self.result holds Finished afterwards."""
+        """The answer's text as it comes; self.result holds Finished afterwards.
+
+        Chunks that queued up while the client was being written to go out as one."""
         while self.result is None:
-            event = await self._next()
-            if isinstance(event, TextChunk):
-                yield event.text
+            pieces = [await self._next()]
+            while self.result is None and not self._events.empty():
+                pieces.append(await self._next())
+            text = "".join(e.text for e in pieces if isinstance(e, TextChunk))
+            if text:
+                yield text
 
     async def finish(self) -> Finished:
         async for _text in self.text():
