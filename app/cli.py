@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(run)
     _add_sampling_options(run)
     _add_chat_options(run)
+    _add_draft_option(run)
     run.set_defaults(handler=_run)
 
     chat = commands.add_parser("chat", help="interactive streaming chat in the terminal")
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat_options(chat)
     _add_model_options(chat)
     _add_sampling_options(chat)
+    _add_draft_option(chat)
     chat.set_defaults(handler=_chat)
 
     generate = commands.add_parser("generate", help="answer a JSON list of messages")
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="append to this saved conversation (implies --save)")
     _add_model_options(generate)
     _add_sampling_options(generate)
+    _add_draft_option(generate)
     generate.set_defaults(handler=_generate)
 
     prompt = commands.add_parser("prompt", help="show the exact prompt (text and token ids)")
@@ -145,6 +148,13 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
     parser.add_argument("--no-save", action="store_true", help="do not record this chat in the history")
+
+
+def _add_draft_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--draft", choices=["auto", "lookup", "off"], default="auto",
+                        help="speculative decoding: lookup drafts from the conversation (it turns "
+                             "itself off when it does not pay); auto: lookup where batched passes are "
+                             "cheap (Metal, not MLX's CPU backend)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -329,7 +339,7 @@ def _chat(args: argparse.Namespace) -> int:
     _check_top_k(args)
     return chat(args.model, sampling_from_args(args), system=args.system,
                 context_length=args.context, prompt_format=args.prompt_format,
-                save=not args.no_save, conversation=args.conversation)
+                save=not args.no_save, conversation=args.conversation, draft=args.draft)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -340,7 +350,7 @@ def _generate(args: argparse.Namespace) -> int:
     return generate_once(args.model, messages, sampling_from_args(args),
                          as_json=args.json, context_length=args.context,
                          prompt_format=args.prompt_format, save=args.save,
-                         conversation=args.conversation)
+                         conversation=args.conversation, draft=args.draft)
 
 
 def _prompt(args: argparse.Namespace) -> int:

@@ -92,8 +92,9 @@ class Transcript:
     """The conversation so far: saved in the history as it happens, or (--no-save) only in memory."""
 
     def __init__(self, store: HistoryStore | None, model: ModelLoaded, settings: SamplingSettings,
-                 system: str | None, conversation_id: str | None) -> None:
+                 system: str | None, conversation_id: str | None, draft: str = "auto") -> None:
         self.store, self.model, self.settings, self.system = store, model, settings, system
+        self.draft = draft
         self.memory: list[dict[str, str]] = []
         self.memory_prefix = ""
         self.turn: RecordedTurn | None = None
@@ -185,7 +186,8 @@ class Transcript:
 
 
 def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_length: int | None,
-         prompt_format: str | None, save: bool = True, conversation: str | None = None) -> int:
+         prompt_format: str | None, save: bool = True, conversation: str | None = None,
+         draft: str = "auto") -> int:
     interactive = sys.stdin.isatty()
     store = open_store() if save else None
     transcript = None
@@ -194,7 +196,8 @@ def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_
             if interactive:
                 print(f"Loading {model} ...", file=sys.stderr)
             loaded = _load(engine, model, context_length, prompt_format)
-            transcript = Transcript(store, loaded, sampling, system, _continue(store, conversation, system))
+            transcript = Transcript(store, loaded, sampling, system, _continue(store, conversation, system),
+                                    draft)
             if interactive:
                 saved = f" Saved as {transcript.conversation_id[:SHORT_ID]}." if store else ""
                 print(f"{loaded.name} is ready ({loaded.context_length:,}-token context).{saved} {HELP}",
@@ -248,7 +251,8 @@ def _chat_loop(engine: Engine, transcript: Transcript, interactive: bool) -> Non
 
 def _answer(engine: Engine, transcript: Transcript, line: str | None) -> None:
     messages = transcript.begin(line)
-    request = GenerationRequest(messages, transcript.settings, transcript.conversation_id)
+    request = GenerationRequest(messages, transcript.settings, transcript.conversation_id,
+                                draft=transcript.draft)
     result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
     transcript.finish(result, answered_pending=line is None)
     _report(result)
@@ -263,7 +267,7 @@ def _redo(engine: Engine, transcript: Transcript, command: str) -> None:
     if continuing:
         print(messages[-1]["content"], end="", flush=True)
     request = GenerationRequest(messages, transcript.settings, transcript.conversation_id,
-                                continue_answer=continuing)
+                                continue_answer=continuing, draft=transcript.draft)
     result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
     transcript.finish(result, continuing=continuing)
     _report(result)
@@ -315,13 +319,14 @@ def _report(result: Finished) -> None:
 
 def generate_once(model: str, messages: list[dict[str, Any]], sampling: SamplingSettings, *,
                   as_json: bool, context_length: int | None, prompt_format: str | None,
-                  save: bool = False, conversation: str | None = None) -> int:
+                  save: bool = False, conversation: str | None = None, draft: str = "auto") -> int:
     store = open_store() if (save or conversation) else None
     try:
         with Engine() as engine:
             loaded = _load(engine, model, context_length, prompt_format)
             transcript, messages = _saved_generation(store, loaded, sampling, messages, conversation)
-            request = GenerationRequest(messages, sampling, transcript.conversation_id if transcript else None)
+            request = GenerationRequest(messages, sampling, transcript.conversation_id if transcript else None,
+                                        draft=draft)
             on_text = transcript.on_text if transcript else None
             result = _stream(engine.generate(request), None if as_json else sys.stdout, on_text)
             if transcript is not None:
@@ -399,6 +404,8 @@ def _result_json(result: Finished, transcript: Transcript | None = None) -> dict
         "dropped_messages": result.dropped_messages,
         "reused_tokens": result.reused_tokens,
         "cache_source": result.cache_source,
+        "draft_proposed": result.draft_proposed,
+        "draft_accepted": result.draft_accepted,
         "seed": result.seed,
     }
     if transcript is not None:

@@ -23,6 +23,7 @@ from .kv_cache import (
 from .model_folder import ModelInfo
 from .prompts import Prompt, PromptFormat, build_prompt
 from .sampling import SamplingSettings, make_logits_processors, make_sampler
+from .speculative import DraftCounts, DraftStats, lookup_generate_step, wants_lookup
 from .tokenizer import Tokenizer
 
 
@@ -33,6 +34,7 @@ class LoadedModel:
     tokenizer: Tokenizer
     context_length: int
     prompt_format: PromptFormat
+    draft_stats: DraftStats = field(default_factory=DraftStats)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class GenerationRequest:
     conversation_id: str | None = None
     prompt_format: str | None = None  # overrides the model's format for this request
     continue_answer: bool = False  # the last message is a partial answer to go on with
+    draft: str = "auto"  # speculative decoding: auto, lookup (prompt lookup) or off
 
 
 class Cancelled(Exception):
@@ -96,6 +99,7 @@ class _Run:
         self.first_token_at: float | None = None
         self.end: float | None = None
         self.cache_source = "none"
+        self.draft = DraftCounts()
 
     def send_text(self, text: str) -> None:
         if text:
@@ -140,16 +144,26 @@ def generate(
         emit(PromptProgress(request_id, reused + processed, reused + total))
         run.check_cancel()
 
-    steps = generate_step(
-        mx.array(prompt.ids[reused:]),
-        loaded.model,
-        max_tokens=prompt.max_tokens,
-        sampler=make_sampler(settings, loaded.info.vocab_size),
-        logits_processors=make_logits_processors(settings, prompt.ids[:reused]),
-        prompt_cache=cache,
-        prompt_progress_callback=on_prefill,
-        prefill_step_size=prefill_step_size,
-    )
+    sampler = make_sampler(settings, loaded.info.vocab_size)
+    if wants_lookup(request.draft, loaded.draft_stats):
+        steps = lookup_generate_step(
+            prompt.ids[reused:], loaded.model, cache=cache, context=prompt.ids,
+            max_tokens=prompt.max_tokens, sampler=sampler,
+            processors_for=lambda earlier: make_logits_processors(settings, earlier),
+            prefill_step_size=prefill_step_size, progress=on_prefill, counts=run.draft,
+            stats=loaded.draft_stats,
+        )
+    else:
+        steps = generate_step(
+            mx.array(prompt.ids[reused:]),
+            loaded.model,
+            max_tokens=prompt.max_tokens,
+            sampler=sampler,
+            logits_processors=make_logits_processors(settings, prompt.ids[:reused]),
+            prompt_cache=cache,
+            prompt_progress_callback=on_prefill,
+            prefill_step_size=prefill_step_size,
+        )
     reason, error = "error", None
     try:
         with wired_limit(loaded.model):
@@ -236,6 +250,8 @@ def _finished(run: _Run, reason: str, prompt: Prompt, reused: int, seed: int, pe
         prompt_tokens=len(prompt.ids),
         reused_tokens=reused,
         cache_source=run.cache_source,
+        draft_accepted=run.draft.accepted,
+        draft_proposed=run.draft.proposed,
         generation_tokens=len(run.generated),
         ttft_s=ttft,
         prompt_tps=fed / ttft if ttft > 0 else 0.0,
