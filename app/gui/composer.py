@@ -61,6 +61,7 @@ class Composer(QWidget):
         self.edit.setAccessibleName("Message")
         self.edit.setPlaceholderText("Message the model (Enter sends, Shift+Enter adds a line)")
         self.edit.setMaximumHeight(160)
+        self.edit.setTabChangesFocus(True)  # Tab moves on, as everywhere else in the window
         self.edit.sendRequested.connect(self._send)
         self.edit.stopRequested.connect(self._stop)
         self.edit.pasteRefused.connect(self.show_notice)

@@ -92,7 +92,7 @@ class ChatHeader(QWidget):
         self.model_picker.setAccessibleName("Model")
         self.model_picker.setToolTip("The model that answers")
         self.model_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_picker.setMinimumContentsLength(14)
+        self.model_picker.setMinimumContentsLength(10)
         self.model_picker.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.model_picker.setMaximumWidth(360)
         self.model_picker.view().setAccessibleName("Installed models")

@@ -241,7 +241,10 @@ class MainWindow(AddModelMixin, QMainWindow):
         edit_menu.addSeparator()
         self._action(edit_menu, "Find in Conversations", self.find_in_conversations,
                      QKeySequence.StandardKey.Find)
-        prefs = self._action(edit_menu, "Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
+        prefs = self._action(edit_menu, "Settings…", self.open_settings)
+        # Cmd+, on a Mac; other platforms have no standard key for it, so Ctrl+, there too.
+        prefs.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences)
+                           or [QKeySequence("Ctrl+,")])
         prefs.setMenuRole(QAction.MenuRole.PreferencesRole)
         view_menu = self.menuBar().addMenu("&View")
         # Ctrl+Cmd+S on a Mac, as in Finder and Mail; Qt's Meta is the Mac's Control key.
@@ -595,7 +598,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         from .settings import SettingsDialog
 
         if self._settings_dialog is None:
-            self._settings_dialog = SettingsDialog(self.prefs, self.store, self.downloads, self)
+            self._settings_dialog = SettingsDialog(self.prefs, self.store, self.downloads, self,
+                                                   bridge=self.bridge)
             self._settings_dialog.modelsChanged.connect(self.refresh_models)
         self._settings_dialog.show()
         self._settings_dialog.raise_()

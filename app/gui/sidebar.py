@@ -257,6 +257,11 @@ class ConversationList(QListView):
         if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and index.isValid():
             self.deletePressed.emit(index.data(ID_ROLE))
             return
+        menu_key = event.key() == Qt.Key.Key_Menu or (
+            event.key() == Qt.Key.Key_F10 and event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if menu_key and index.isValid():
+            self.menuRequested.emit(index, self.viewport().mapToGlobal(self.visualRect(index).center()))
+            return
         super().keyPressEvent(event)
 
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
@@ -268,6 +273,7 @@ class ConversationList(QListView):
             at = self.viewport().mapToGlobal(self.visualRect(index).center())
         if index.isValid():
             self.menuRequested.emit(index, at)
+            event.accept()
 
 
 class Sidebar(QWidget):
