@@ -92,6 +92,11 @@ class Server:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait (off the GUI thread) for a stopped server's thread to end and free the port."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self._uvicorn.serve(sockets=[self.socket])

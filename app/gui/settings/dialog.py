@@ -1,4 +1,4 @@
-"""The Settings dialog: the Models, Generation, Appearance and Data pages in tabs."""
+"""The Settings dialog: the Models, Generation, Appearance, Data and Server pages in tabs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTabWidget, QVBoxLayout
 
 from engine.history import HistoryStore
 
+from ..bridge import EngineBridge
 from ..downloads import DownloadManager
 from ..prefs import Prefs
 from .appearance_page import AppearancePage
 from .data_page import DataPage
 from .generation_page import GenerationPage
 from .models_page import ModelsPage
+from .server_page import ServerPage
 from .widgets import named
 
 
@@ -28,7 +30,7 @@ class SettingsDialog(QDialog):
     appearanceChanged = Signal()
 
     def __init__(self, prefs: Prefs, store: HistoryStore, downloads: DownloadManager,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, bridge: EngineBridge | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setModal(False)
@@ -37,9 +39,11 @@ class SettingsDialog(QDialog):
         self.generation_page = GenerationPage(prefs, store)
         self.appearance_page = AppearancePage(prefs)
         self.data_page = DataPage(store)
+        self.server_page = ServerPage(bridge)  # bridge: the app's engine, which the server shares
         self.tabs = named(QTabWidget(), "Settings pages")
         for page, title in ((self.models_page, "Models"), (self.generation_page, "Generation"),
-                            (self.appearance_page, "Appearance"), (self.data_page, "Data")):
+                            (self.appearance_page, "Appearance"), (self.data_page, "Data"),
+                            (self.server_page, "Server")):
             self.tabs.addTab(page, title)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         named(buttons.button(QDialogButtonBox.StandardButton.Close), "Close settings")
