@@ -256,3 +256,36 @@ def test_two_processes_share_the_cache_folder(llama2_chat, hearth_home, tmp_path
         result = json.loads(stdout)
         assert result["cache_source"] == "disk", stderr
         assert result["reused_tokens"] >= out["prompt_tokens"]
+
+
+def test_settings_data_shows_the_saved_caches_clears_them_and_keeps_the_budget(qtbot, llama2_chat):
+    from PySide6.QtCore import Qt
+
+    from app.gui import background
+    from app.gui.settings.data_page import DataPage
+    from engine.history import HistoryStore
+
+    with _engine() as engine:
+        engine.load(llama2_chat).wait()
+        _ask(engine, _chat())
+    size = _files()[0].stat().st_size
+    store = HistoryStore()
+    try:
+        page = DataPage(store)
+        qtbot.addWidget(page)
+        page.show()
+        page.reload()
+        settled = lambda: qtbot.waitUntil(lambda: background.active_jobs() == 0, timeout=15_000)  # noqa: E731
+        settled()
+        assert f"{size / 1e9:.2f} GB" in page.kv_size.text()
+        assert page.kv_budget.value() == disk_cache.DEFAULT_BUDGET_BYTES / 1e9  # 10 GB by default
+        page.kv_budget.setValue(2.5)
+        page.kv_budget.editingFinished.emit()
+        settled()
+        assert disk_cache.read_budget() == 2_500_000_000
+        qtbot.mouseClick(page.kv_clear, Qt.MouseButton.LeftButton)
+        settled()
+        assert _files() == [] and "Cleared" in page.banner.text()
+        assert page.kv_size.text().startswith("0.00 GB")
+    finally:
+        store.close()

@@ -1,4 +1,5 @@
-"""The Data page: where Hearth keeps things, opening the data folder, exporting conversations."""
+"""The Data page: where Hearth keeps things, opening the data folder, exporting conversations, and
+the conversation caches saved on disk (their size, their budget, a Clear button)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QFileDialog, QFormLayout, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from engine import paths
+from engine import disk_cache, paths
 from engine.history import HistoryStore
 from engine.history import export as history_export
 from engine.model_folder import hub_cache_dir
 
 from ...history_cli import write_atomically
 from ..background import run_in_background
-from .widgets import Section, hbox, named, push_button
+from .widgets import Section, double_spin, hbox, named, push_button
+
+GB = 10**9
 
 
 class DataPage(Section):
@@ -38,6 +41,15 @@ class DataPage(Section):
         self.open_button = push_button("Open Data Folder", "Open data folder", self.open_data_folder)
         self.export_button = push_button("Export All Conversations…", "Export all conversations",
                                          self.choose_export_file, "As Markdown to read, or JSON to import again")
+        self.kv_size = named(QLabel("…"), "Size of the saved conversation caches")
+        self.kv_clear = push_button("Clear", "Clear saved conversation caches", self.clear_kv_caches,
+                                    "Chats stay; they are read again from the start next time")
+        self.kv_budget = double_spin("Disk budget for saved conversation caches, in GB", 0, 10_000, 1, 1)
+        self.kv_budget.setSuffix(" GB")
+        self.kv_budget.setSpecialValueText("off")
+        self.kv_budget.editingFinished.connect(self._budget_edited)
+        form.addRow("Conversation caches:", hbox(self.kv_size, self.kv_clear))
+        form.addRow("Cache budget:", self.kv_budget)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(hbox(self.open_button, self.export_button))
@@ -46,6 +58,32 @@ class DataPage(Section):
 
     def reload(self) -> None:
         self.run(storage_places, self._show_places, "Could not find Hearth's folders")
+        self.run(kv_cache_summary, self._show_kv, "Could not read the saved conversation caches")
+
+    def _show_kv(self, summary: tuple[int, int]) -> None:
+        used, budget = summary
+        self.kv_size.setText(f"{used / GB:.2f} GB saved on disk, so long chats answer at once after a "
+                             f"restart")
+        self.kv_budget.blockSignals(True)
+        self.kv_budget.setValue(budget / GB)
+        self.kv_budget.blockSignals(False)
+
+    def clear_kv_caches(self) -> None:
+        self.kv_clear.setEnabled(False)
+        run_in_background(disk_cache.clear, self._kv_cleared, self._kv_failed, parent=self)
+
+    def _kv_cleared(self, freed: int) -> None:
+        self.kv_clear.setEnabled(True)
+        self.banner.show_info(f"Cleared {freed / GB:.2f} GB of saved conversation caches.")
+        self.run(kv_cache_summary, self._show_kv, "Could not read the saved conversation caches")
+
+    def _kv_failed(self, exc: Exception) -> None:
+        self.kv_clear.setEnabled(True)
+        self.banner.show_error(f"Could not clear the saved conversation caches: {exc}")
+
+    def _budget_edited(self) -> None:
+        budget = int(self.kv_budget.value() * GB)
+        self.run(lambda: set_kv_budget(budget), self._show_kv, "Could not save the cache budget")
 
     def _show_places(self, places: dict[str, str]) -> None:
         for key, path in places.items():
@@ -92,6 +130,18 @@ class DataPage(Section):
 def storage_places() -> dict[str, str]:
     return {"data": str(paths.data_dir()), "config": str(paths.config_dir()), "cache": str(paths.cache_dir()),
             "logs": str(paths.logs_dir()), "hf": str(hub_cache_dir())}
+
+
+def kv_cache_summary() -> tuple[int, int]:
+    """Bytes the saved conversation caches take, and their budget."""
+    return disk_cache.total_bytes(), disk_cache.read_budget()
+
+
+def set_kv_budget(budget: int) -> tuple[int, int]:
+    """Save the budget, trim the saved caches to it, and return the new summary."""
+    disk_cache.write_budget(budget)
+    disk_cache.evict(budget)
+    return kv_cache_summary()
 
 
 def write_export(store: HistoryStore, path: Path) -> int:
