@@ -4,7 +4,8 @@
    loopback, SSE parsed by an httpx client) over the engine directly (a RequestHandle's events), same
    model, same messages, greedy, the same MAX_TOKENS tokens. Both use one definition: tokens divided
    by the time from the first text to the end, seen by the consumer. Rounds alternate which goes
-   first; ratios are taken within each round.
+   first; ratios are taken within each round. The process's CPU time per token on both paths is
+   reported too: on a machine shared with other jobs it is steadier than wall-clock speed.
 2. Time to first token added by the server: the client's time from sending the request to the first
    text, minus the engine's from submitting to the first text, paired within each round. Both ask
    for a conversation whose prompt is already in the KV cache (the engine by conversation id, the
@@ -37,7 +38,7 @@ from bench.common import (
 SPEC = ModelSpec(variant="spm_legacy", hidden_size=512, num_layers=4, intermediate_size=1408)
 CONTEXT = 4096
 MAX_TOKENS = 256
-REPEATS = 6
+REPEATS = 8
 TURNS = 20
 ANSWER_TOKENS = 32
 USER_TOKENS = 60
@@ -62,13 +63,15 @@ def _direct(engine, messages: list[dict], settings, conversation_id: str) -> dic
     handle = engine.generate(GenerationRequest(messages, settings, conversation_id))
     parts = []
     for event in handle.events(poll_s=0.01):
+        if isinstance(event, TextChunk) and first is None:
+            first, first_cpu = time.perf_counter(), time.process_time()
         if isinstance(event, TextChunk):
-            first = first or time.perf_counter()
             parts.append(event.text)
-    end = time.perf_counter()
+    end, end_cpu = time.perf_counter(), time.process_time()
     done = handle.result
     return {"ttft": first - sent, "tps": done.generation_tokens / (end - first), "text": "".join(parts),
-            "tokens": done.generation_tokens, "reason": done.finish_reason}
+            "tokens": done.generation_tokens, "reason": done.finish_reason,
+            "cpu_per_token": (end_cpu - first_cpu) / done.generation_tokens}
 
 
 class _Client:
@@ -92,14 +95,15 @@ class _Client:
                 chunk = json.loads(line[6:])
                 usage = chunk.get("usage") or usage
                 for choice in chunk["choices"]:
+                    if choice["delta"].get("content") and first is None:
+                        first, first_cpu = time.perf_counter(), time.process_time()
                     if choice["delta"].get("content"):
-                        first = first or time.perf_counter()
                         parts.append(choice["delta"]["content"])
                     reason = choice["finish_reason"] or reason
-                end = time.perf_counter()
+                end, end_cpu = time.perf_counter(), time.process_time()
         tokens = usage["completion_tokens"]
         return {"ttft": first - sent, "tps": tokens / (end - first), "text": "".join(parts),
-                "tokens": tokens, "reason": reason}
+                "tokens": tokens, "reason": reason, "cpu_per_token": (end_cpu - first_cpu) / tokens}
 
 
 def _pick_prompt(engine, settings) -> list[dict]:
@@ -126,8 +130,11 @@ def _speed(engine, client: _Client, settings) -> dict:
     same = all(r["direct"]["text"] == r["server"]["text"] and r["server"]["tokens"] == MAX_TOKENS
                for r in rounds)
     ratios = [r["server"]["tps"] / r["direct"]["tps"] for r in rounds]
+    cpu_ratios = [r["direct"]["cpu_per_token"] / r["server"]["cpu_per_token"] for r in rounds]
     added_ms = [(r["server"]["ttft"] - r["direct"]["ttft"]) * 1e3 for r in rounds]
-    return {"same": same, "ratios": ratios, "added_ms": added_ms,
+    return {"same": same, "ratios": ratios, "added_ms": added_ms, "cpu_ratios": cpu_ratios,
+            "direct_cpu_ms": median([r["direct"]["cpu_per_token"] * 1e3 for r in rounds]),
+            "server_cpu_ms": median([r["server"]["cpu_per_token"] * 1e3 for r in rounds]),
             "direct_tps": median([r["direct"]["tps"] for r in rounds]),
             "server_tps": median([r["server"]["tps"] for r in rounds]),
             "direct_ttft_ms": median([r["direct"]["ttft"] * 1e3 for r in rounds]),
@@ -204,6 +211,10 @@ def _report(speed: dict, turns: dict, loaded_event) -> dict:
     row("tokens/s: engine directly / through the server",
         f"{speed['direct_tps']:.1f} / {speed['server_tps']:.1f}")
     row(f"server / engine tokens/s (median of {REPEATS})", f"{ratio:.3f} ({spread(speed['ratios'])})")
+    row("CPU ms per token (process): engine / server path",
+        f"{speed['direct_cpu_ms']:.2f} / {speed['server_cpu_ms']:.2f}")
+    row("engine / server CPU per token (median)",
+        f"{median(speed['cpu_ratios']):.3f} ({spread(speed['cpu_ratios'])})")
     row("TTFT, prompt cached: engine / server (ms)",
         f"{speed['direct_ttft_ms']:.1f} / {speed['server_ttft_ms']:.1f}")
     row("TTFT added by the server (ms, median)", f"{added:.2f} ({spread(speed['added_ms'])})")

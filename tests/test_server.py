@@ -261,9 +261,12 @@ def test_ollama_generate_answers_the_prompt_as_a_user_message(server, cli_answer
     assert "".join(p.response for p in parts) == cli_answers["hello"]["text"]
 
 
-def test_ollama_tags_and_version(server):
+def test_ollama_tags_show_ps_and_version(server):
     client = ollama.Client(host=server.url, timeout=TIMEOUT_S)
     assert [m.model for m in client.list().models] == [f"{MODEL}:latest"]
+    assert [m.model for m in client.ps().models] == [f"{MODEL}:latest"]
+    shown = client.show(f"{MODEL}:latest")
+    assert shown.details.family == "llama" and shown.modelinfo["llama.context_length"] == 4096
     version = httpx.get(f"{server.url}/api/version", timeout=TIMEOUT_S).json()["version"]
     assert all(part.isdigit() for part in version.split("."))
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.engine import Engine
+from engine.errors import EngineStopped
 from engine.events import Event, Finished, PromptReady, TextChunk
 from engine.generation import GenerationRequest, LoadedModel
 from engine.kv_cache import common_prefix_length
@@ -125,7 +126,10 @@ class ServedEngine:
 
     async def start(self, job: Job, receive: Callable[[], Any]) -> Generation:
         """Submit `job`; returns once its prompt is ready, or raises ApiError for a bad one."""
-        generation = Generation(self, job, receive)
+        try:
+            generation = Generation(self, job, receive)
+        except EngineStopped:
+            raise ApiError(503, "Hearth is shutting down.", code="server_error") from None
         try:
             await generation.open()
         except BaseException:

@@ -44,6 +44,8 @@ def routes(served: ServedEngine) -> list[Route]:
     return [
         Route("/api/version", endpoints.version, methods=["GET"]),
         Route("/api/tags", endpoints.tags, methods=["GET"]),
+        Route("/api/ps", endpoints.running, methods=["GET"]),
+        Route("/api/show", endpoints.show, methods=["POST"]),
         Route("/api/chat", endpoints.chat, methods=["POST"]),
         Route("/api/generate", endpoints.generate, methods=["POST"]),
     ]
@@ -59,6 +61,29 @@ class OllamaEndpoints:
     async def tags(self, request: Request) -> Response:
         loaded = self.served.loaded
         return json_response({"models": [_tag(loaded)] if loaded is not None else []})
+
+    async def running(self, request: Request) -> Response:
+        loaded = self.served.loaded
+        if loaded is None:
+            return json_response({"models": []})
+        size = loaded.info.weight_bytes  # unified memory: all of it is the GPU's too
+        return json_response({"models": [{**_tag(loaded), "size_vram": size,
+                                          "expires_at": "9999-12-31T23:59:59Z"}]})
+
+    async def show(self, request: Request) -> Response:
+        body = await read_json_object(request)
+        self.served.check_model(body.get("model") or body.get("name"), TAG)
+        loaded = self.served.loaded
+        info = loaded.info
+        return json_response({
+            "modelfile": "", "parameters": "", "template": "",
+            "details": _tag(loaded)["details"],
+            "model_info": {"general.architecture": info.model_type,
+                           "general.parameter_count": info.parameters,
+                           f"{info.model_type}.context_length": loaded.context_length},
+            "capabilities": ["completion"],
+            "modified_at": _modified(info.path),
+        })
 
     async def chat(self, request: Request) -> Response:
         body = await read_json_object(request)
@@ -199,13 +224,13 @@ def _messages(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list):
         raise ApiError(400, "'messages' must be a list of {role, content} objects.")
     messages = []
-    for number_, message in enumerate(value, start=1):
+    for index, message in enumerate(value, start=1):
         if not isinstance(message, dict) or message.get("role") not in ROLES or \
                 not isinstance(message.get("content"), str):
-            raise ApiError(400, f"Message {number_} needs a role (system, user or assistant) and a "
+            raise ApiError(400, f"Message {index} needs a role (system, user or assistant) and a "
                                 f"text content.")
         if message.get("images"):
-            raise ApiError(400, f"Message {number_} has images; Hearth's models read text only.")
+            raise ApiError(400, f"Message {index} has images; Hearth's models read text only.")
         messages.append({"role": message["role"], "content": message["content"]})
     return messages
 

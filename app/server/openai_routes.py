@@ -92,15 +92,12 @@ class OpenAIEndpoints:
 class _Shape:
     """The ids and field names one endpoint's replies use."""
 
-    object_name = ""
-    chunk_name = ""
+    object_name = chunk_name = prefix = ""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.created = int(time.time())
         self.id = f"{self.prefix}-{secrets.token_hex(12)}"
-
-    prefix = ""
 
     def base(self, object_name: str) -> dict[str, Any]:
         return {"id": self.id, "object": object_name, "created": self.created, "model": self.model}
@@ -182,19 +179,19 @@ def _messages(value: Any) -> list[dict[str, str]]:
         raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects.",
                        param="messages")
     messages = []
-    for number_, message in enumerate(value, start=1):
+    for index, message in enumerate(value, start=1):
         if not isinstance(message, dict):
-            raise ApiError(400, f"Message {number_} must be an object with a role and a content.",
+            raise ApiError(400, f"Message {index} must be an object with a role and a content.",
                            param="messages")
         role = ROLES.get(message.get("role")) if isinstance(message.get("role"), str) else None
         if role is None:
-            raise ApiError(400, f"Message {number_} has role {message.get('role')!r}; Hearth answers "
+            raise ApiError(400, f"Message {index} has role {message.get('role')!r}; Hearth answers "
                                 f"system, developer, user and assistant messages.", param="messages")
-        messages.append({"role": role, "content": _content(message.get("content"), number_)})
+        messages.append({"role": role, "content": _content(message.get("content"), index)})
     return messages
 
 
-def _content(value: Any, number_: int) -> str:
+def _content(value: Any, index: int) -> str:
     """A message's text: a string, or a list of text parts (as newer clients send)."""
     if isinstance(value, str):
         return value
@@ -202,7 +199,7 @@ def _content(value: Any, number_: int) -> str:
         texts = [part.get("text") for part in value if isinstance(part, dict) and part.get("type") == "text"]
         if len(texts) == len(value) and all(isinstance(t, str) for t in texts):
             return "\n".join(texts)
-    raise ApiError(400, f"Message {number_} needs a text content (a string or a list of text parts); "
+    raise ApiError(400, f"Message {index} needs a text content (a string or a list of text parts); "
                         f"Hearth's models read text only.", param="messages")
 
 

@@ -53,7 +53,7 @@ class Server:
         self.port = self.socket.getsockname()[1]
         app = create_app(served, api_key=api_key, loopback=is_loopback(host), cors_origins=cors_origins)
         # log_config=None: uvicorn's records go to Hearth's log like everything else.
-        config = uvicorn.Config(app, http=H11Protocol, loop="asyncio", lifespan="off", log_config=None,
+        config = uvicorn.Config(app, http=H11Protocol, ws="none", lifespan="off", log_config=None,
                                 access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         self._uvicorn = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
