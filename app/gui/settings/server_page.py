@@ -7,7 +7,10 @@ window's. It listens on 127.0.0.1 only, so it needs no key.
 
 from __future__ import annotations
 
+import json
+
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -105,6 +108,7 @@ class ServerPage(QWidget):
         self.requests = named(plain(QLabel("0")), "Requests served")
         self.example = named(QPlainTextEdit(), "Example request")
         self.example.setReadOnly(True)
+        self.example.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.copy_button = push_button("Copy Example", "Copy example request", self._copy)
         self.banner = Banner("Server message")
         form = QFormLayout()
@@ -163,6 +167,7 @@ class ServerPage(QWidget):
 
 
 def _example(url: str, model: str) -> str:
+    model = json.dumps(model)[1:-1]  # as it must be written inside a JSON or Python string
     return (
         f"curl {url}/v1/chat/completions \\\n"
         f"  -H 'Content-Type: application/json' \\\n"
