@@ -9,10 +9,12 @@ With `--progress json` (what the app's child process uses) progress and the resu
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import queue
 import sys
 import threading
+import traceback
 
 from engine.convert.common import ConversionCancelled
 from engine.errors import HearthError
@@ -85,8 +87,10 @@ def _run(request: Request, progress: str) -> int:
         try:
             outcome.put(("ok", acquire(request, on_step=show, cancel=cancel)))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            _drop_frames(exc)  # their locals hold MLX arrays, which must die on this thread
             outcome.put(("error", exc))
         finally:
+            gc.collect()
             release_thread_streams()  # a conversion made MLX streams on this thread
 
     worker = threading.Thread(target=work, name="hearth-acquire", daemon=True)
@@ -105,6 +109,17 @@ def _run(request: Request, progress: str) -> int:
         raise value
     _print_result(value, progress)
     return 0
+
+
+def _drop_frames(exc: BaseException | None) -> None:
+    """Clear the locals of every frame in an exception's tracebacks (and its causes'), so that
+    what a failed or cancelled conversion held is freed now, not when the main thread exits
+    (MLX arrays freed after their thread's streams are gone abort the process)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 def _print_result(result: Acquired, progress: str) -> None:

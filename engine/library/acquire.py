@@ -212,38 +212,18 @@ def _repo_files(repo_id: str) -> list[str] | None:
 
 
 def _download(repo_id: str, files: list[str] | None, report: StepCallback, cancel: threading.Event) -> Path:
-    from .downloads import DownloadDone, DownloadJob, DownloadProgress
-
-    results: list[DownloadDone] = []
+    from .downloads import DownloadProgress, download_repo
 
     def on_event(event) -> None:
         if isinstance(event, DownloadProgress):
             report(Step("fetching", event.done_bytes, event.total_bytes, _download_message(event)))
-        elif isinstance(event, DownloadDone):
-            results.append(event)
 
-    job = DownloadJob(repo_id, files=files, on_event=on_event)
-    worker = threading.Thread(target=_run_download, args=(job, results), name="hearth-download", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.2)
-        if cancel.is_set():
-            job.pause()  # the bytes stay: the same request later resumes
-    done = results[-1] if results else None
-    if done is None or done.status != "complete" or not done.path:
-        if done is not None and done.status == "paused":
-            raise AcquireError(f"The download of {repo_id} was paused; run the same request to resume it.")
-        raise AcquireError((done.error if done else None) or f"The download of {repo_id} did not finish.")
+    done = download_repo(repo_id, files=files, on_event=on_event, stop=cancel)  # stop pauses: bytes stay
+    if done.status == "paused":
+        raise AcquireError(f"The download of {repo_id} was paused; run the same request to resume it.")
+    if done.status != "complete" or not done.path:
+        raise AcquireError(done.error or f"The download of {repo_id} did not finish.")
     return Path(done.path)
-
-
-def _run_download(job, results: list) -> None:
-    from .downloads import DownloadDone
-
-    try:
-        job.run()
-    except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, never lost
-        results.append(DownloadDone(job.repo_id, "failed", error=f"The download stopped: {exc}"))
 
 
 def _download_message(event) -> str:
