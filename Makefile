@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 # Pictures for the README from a real window (needs Debian's xvfb: apt-get install xvfb).
 screenshots: $(STAMP)
-	xvfb-run -a -s "-screen 0 1280x800x24" $(BIN)/python docs/make_screenshots.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

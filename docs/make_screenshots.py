@@ -1,8 +1,9 @@
 """Screenshots of the app for the README, from a real window (run under Xvfb: `make screenshots`).
 
-The model is a tiny random one built here (no downloads), so its own answers are gibberish; the
-long Markdown answer in the second picture is written into the history by this script to show how
-answers render. Everything else is the app as a user sees it.
+The model is a tiny random one built here (no downloads), so its own answers are gibberish: the
+"streaming" pictures catch one of them mid-answer. The long Markdown answer in the "finished"
+pictures is written into the history by this script to show how answers render. Each is taken in
+light and dark, 1,440 and 800 pixels wide. Everything else is the app as a user sees it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def proof(hours: float) -> None:
 '''
 
 
+WIDTHS = {1440: 960, 800: 720}  # window width: height
+THEMES = ("light", "dark")
+
+
 def spin(app, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -57,6 +62,48 @@ def shoot(app, widget, name: str) -> None:
     spin(app, 0.5)
     widget.grab().save(str(OUT / name))
     print("wrote", OUT / name)
+
+
+def add_history(store, model: Path) -> str:
+    """A few earlier chats over the last weeks (one pinned), and the sourdough chat; its id."""
+    for title, days_ago, pinned in (("Planning a trip to Lisbon", 12, True), ("Explain KV caches", 1, False),
+                                    ("Llama 2 prompt format", 3, False), ("Rye starter ratios", 25, False)):
+        conv = store.create_conversation(title=title, model=str(model))
+        user = store.add_user_message(conv.id, f"Tell me about: {title}")
+        store.add_answer(conv.id, user.id, "A short answer.", generation_tps=31.0, ttft_s=0.12,
+                         finish_reason="stop")
+        with store.transaction() as tx:
+            tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
+                       (time.time() - days_ago * 86400, conv.id))
+        store.set_pinned(conv.id, pinned)
+    conv = store.create_conversation(title="Sourdough timer", model=str(model),
+                                     system_prompt="You are a helpful baking assistant.")
+    user = store.add_user_message(conv.id, "Can you write me a sourdough proofing timer in Python?")
+    store.add_answer(conv.id, user.id, ANSWER, generation_tps=28.4, ttft_s=0.21, generation_tokens=212,
+                     finish_reason="stop", model=str(model))
+    return conv.id
+
+
+def shoot_streaming(app, window, name: str) -> None:
+    """A real answer from the tiny model, caught while it streams; then stopped and removed."""
+    from engine.sampling import SamplingSettings
+
+    # Greedy: the tiny model then never picks its end token, so the answer goes on to be caught.
+    window.prefs.set_sampling(SamplingSettings(temperature=0.0, max_tokens=4000))
+    window.chat.new_chat()
+    window.composer.edit.setPlainText("And a gluten-free version?")
+    window.composer._send()
+    deadline = time.monotonic() + 60
+    while len(window.transcript.streamed_text()) < 400 and time.monotonic() < deadline:
+        spin(app, 0.05)
+    shoot(app, window, name)
+    conversation = window.chat.conversation_id
+    window.chat.stop()
+    while window.chat.busy:
+        spin(app, 0.1)
+    window.store.delete_conversation(conversation)
+    window.chat.new_chat()
+    window.sidebar.refresh()
 
 
 def main() -> None:
@@ -74,38 +121,30 @@ def main() -> None:
     welcome.close()
 
     import tiny_models
+
     from engine.library import library
 
     model = tiny_models.build_model(home / "models" / "Llama-2-tiny-chat", "spm_legacy")
     library.import_folder(model)
     window = build_window(app)
-    window.resize(1100, 720)
+    window.resize(1440, 900)
     window.show()
     deadline = time.monotonic() + 60
     while "context" not in window.model_state.text() and time.monotonic() < deadline:
         spin(app, 0.1)
-    store = window.store
-    for title in ("Planning a trip to Lisbon", "Explain KV caches", "Llama 2 prompt format"):
-        conv = store.create_conversation(title=title, model=str(model))
-        user = store.add_user_message(conv.id, f"Tell me about: {title}")
-        store.add_answer(conv.id, user.id, "A short answer.", generation_tps=31.0, ttft_s=0.12,
-                         finish_reason="stop")
-    conv = store.create_conversation(title="Sourdough timer", model=str(model),
-                                     system_prompt="You are a helpful baking assistant.")
-    user = store.add_user_message(conv.id, "Can you write me a sourdough proofing timer in Python?")
-    store.add_answer(conv.id, user.id, ANSWER, generation_tps=28.4, ttft_s=0.21, generation_tokens=212,
-                     finish_reason="stop")
-    window.sidebar.refresh()
-    window.chat.open(conv.id)
-    spin(app, 0.3)
-    window.transcript.verticalScrollBar().setValue(0)
-    shoot(app, window, "screenshot-markdown.png")
-
-    window.composer.edit.setPlainText("And a gluten-free version?")
-    window.composer._send()
-    while window.chat.busy:
-        spin(app, 0.1)
-    shoot(app, window, "screenshot-main.png")
+    sourdough = add_history(window.store, model)
+    for theme in THEMES:
+        window.prefs.set("appearance/theme", theme)  # applied at once, as from Settings
+        for width, height in WIDTHS.items():
+            window.resize(width, height)
+            window.sidebar.refresh()
+            window.chat.open(sourdough)
+            spin(app, 0.3)
+            window.transcript.scroll_to_end()
+            shoot(app, window, f"screenshot-{theme}-{width}-finished.png")
+            shoot_streaming(app, window, f"screenshot-{theme}-{width}-streaming.png")
+    window.prefs.set("appearance/theme", "light")
+    window.resize(1100, 720)
 
     window.open_settings()
     dialog = window._settings_dialog

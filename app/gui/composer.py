@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, 
 # A Llama 2 context holds about 16 KB of text; a paste far beyond that cannot be answered, and
 # laying out megabytes in the box would stall the window.
 MAX_MESSAGE_CHARS = 256 * 1024
+MIN_LINES, MAX_LINES = 2, 8  # the message box's height, in lines of text
 
 
 class MessageEdit(QPlainTextEdit):
@@ -60,8 +61,9 @@ class Composer(QWidget):
         self.edit = MessageEdit()
         self.edit.setAccessibleName("Message")
         self.edit.setPlaceholderText("Message the model (Enter sends, Shift+Enter adds a line)")
-        self.edit.setMaximumHeight(160)
         self.edit.setTabChangesFocus(True)  # Tab moves on, as everywhere else in the window
+        self.edit.textChanged.connect(self._fit_height)
+        self._fit_height()
         self.edit.sendRequested.connect(self._send)
         self.edit.stopRequested.connect(self._stop)
         self.edit.pasteRefused.connect(self.show_notice)
@@ -88,6 +90,16 @@ class Composer(QWidget):
         layout.setContentsMargins(6, 0, 6, 6)
         layout.addWidget(self.notice)
         layout.addLayout(row)
+
+    def _fit_height(self) -> None:
+        """The box grows with its text, from two lines to about eight, then scrolls."""
+        lines = max(MIN_LINES, min(MAX_LINES, int(self.edit.document().size().height())))
+        frame = self.edit.frameWidth() * 2 + int(self.edit.document().documentMargin() * 2)
+        self.edit.setFixedHeight(lines * self.edit.fontMetrics().lineSpacing() + frame + 4)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override: lines wrap anew
+        super().resizeEvent(event)
+        self._fit_height()
 
     # Slots, not the signals' emit: clicked(bool) would hand its `checked` to a signal with no
     # arguments, and the click would do nothing.

@@ -515,6 +515,7 @@ class MainWindow(AddModelMixin, QMainWindow):
         """Tell a screen reader (and the status bar) when an answer has been written."""
         if conversation_id:
             self._answering_in = conversation_id
+            self.statusBar().clearMessage()  # an earlier "Answer finished" no longer holds
             return
         finished_in, self._answering_in = getattr(self, "_answering_in", ""), ""
         if not finished_in:

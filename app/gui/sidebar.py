@@ -26,7 +26,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QContextMenuEvent, QKeyEvent, QPalette, QTextDocument
+from PySide6.QtGui import QAction, QContextMenuEvent, QFont, QKeyEvent, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -177,18 +177,26 @@ class ConversationDelegate(QStyledItemDelegate):
     """Draws a row: its date heading when it starts a group, then the title; a search hit shows
     the snippet under the title with the matched words in bold."""
 
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.button_row = QPersistentModelIndex()  # the row showing the ⋯ button
+
     def paint(self, painter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         group = index.data(GROUP_ROLE)
         if group:
             self._paint_heading(painter, option, group)
         option = QStyleOptionViewItem(option)
         option.rect = item_rect(option.rect, index)
-        snippet = index.data(SNIPPET_ROLE)
-        if not snippet:
-            super().paint(painter, option, index)
-            return
         self.initStyleOption(option, index)
         style = option.widget.style() if option.widget else None
+        snippet = index.data(SNIPPET_ROLE)
+        if not snippet:
+            if index == self.button_row:  # the title stops short of the row's ⋯ button
+                option.text = option.fontMetrics.elidedText(option.text, Qt.TextElideMode.ElideRight,
+                                                            option.rect.width() - option.rect.height() - 10)
+            if style:
+                style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, option.widget)
+            return
         option_text = option.text
         option.text = ""
         if style:
@@ -202,7 +210,7 @@ class ConversationDelegate(QStyledItemDelegate):
     @staticmethod
     def _paint_heading(painter, option: QStyleOptionViewItem, group: str) -> None:
         painter.save()
-        font = option.font
+        font = QFont(option.font)  # a copy: the row's own title keeps its font
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 0.85)
         painter.setFont(font)
@@ -215,10 +223,10 @@ class ConversationDelegate(QStyledItemDelegate):
         snippet = index.data(SNIPPET_ROLE)
         if snippet:
             doc = self._document(index.data(), snippet, max(option.rect.width(), 200))
-            size = QSize(int(doc.idealWidth()), int(doc.size().height()))
+            size = QSize(1, int(doc.size().height()))
         else:
-            size = super().sizeHint(option, index)
-            size.setHeight(size.height() + 8)  # room to aim at
+            size = QSize(1, super().sizeHint(option, index).height() + 8)  # room to aim at
+        # Width 1: rows take the list's width, never more, so long titles are cut, not scrolled.
         if index.data(GROUP_ROLE):
             size.setHeight(size.height() + HEADER_HEIGHT)
         return size
@@ -341,6 +349,8 @@ class Sidebar(QWidget):
         self.model.modelReset.connect(self._highlight_open)
         view.setItemDelegate(ConversationDelegate(view))
         view.setUniformItemSizes(False)
+        view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        view.setTextElideMode(Qt.TextElideMode.ElideRight)
         view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
         view.setMouseTracking(True)
         view.clicked.connect(self._chosen)
@@ -434,11 +444,14 @@ class Sidebar(QWidget):
     def _place_row_button(self, index: QModelIndex) -> None:
         if not index.isValid() or index.data(MESSAGE_ROLE):
             self.row_button.hide()
+            self.list.itemDelegate().button_row = QPersistentModelIndex()
             return
         rect = item_rect(self.list.visualRect(index), index)
         size = rect.height() - 4
         self.row_button.setGeometry(rect.right() - size - 2, rect.top() + 2, size, size)
         self._row_button_index = QPersistentModelIndex(index)
+        self.list.itemDelegate().button_row = self._row_button_index
+        self.list.viewport().update()
         self.row_button.show()
 
     def _row_button_clicked(self) -> None:
