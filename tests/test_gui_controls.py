@@ -7,9 +7,15 @@ import threading
 
 from gui_window import (
     WAIT_MS,
+    click_action,
     click_row,
+    click_show_earlier,
     click_text,
+    in_view,
+    item_named,
     menu_action,
+    message_item,
+    scroll_to_top,
     send,
     set_default_sampling,
     wait_idle,
@@ -87,18 +93,17 @@ def test_copy_and_select_all_in_an_answer(qtbot, window):
     store = window.store
     conv = store.create_conversation(title="Bread")
     question = store.add_user_message(conv.id, "How do I start?")
-    store.add_answer(conv.id, question.id, "Sourdough needs a starter and patience.")
+    answer = store.add_answer(conv.id, question.id, "Sourdough needs a starter and patience.")
     window.sidebar.refresh()
     click_row(window, "Bread")
     view = window.transcript
     assert "Sourdough needs a starter" in view.toPlainText()
-    QTest.mouseDClick(view.viewport(), LEFT, Qt.KeyboardModifier.NoModifier,
-                      _point_of(view, "Sourdough"))
-    assert view.textCursor().selectedText() == "Sourdough"
+    click_text(view, answer.id, "Sourdough", double=True)
+    assert view.selected_text() == "Sourdough"
     menu_action(window, "Copy").trigger()
     assert QGuiApplication.clipboard().text() == "Sourdough"
     menu_action(window, "Select All").trigger()
-    selected = view.textCursor().selectedText().replace("\u2029", "\n")
+    selected = view.selected_text()
     assert "How do I start?" in selected and "Sourdough needs a starter and patience." in selected
     QTest.keySequence(view, QKeySequence(QKeySequence.StandardKey.Copy))
     copied = QGuiApplication.clipboard().text()
@@ -121,12 +126,6 @@ def test_cut_paste_and_undo_in_the_message_box(qtbot, window):
     assert box.toPlainText() == "a draft to movea draft to move"
 
 
-def _point_of(view, text: str):
-    cursor = view.document().find(text)
-    cursor.setPosition(cursor.selectionStart() + 2)
-    return view.cursorRect(cursor).center()
-
-
 # --- 4. Nothing typed is lost ---
 
 def test_stop_before_the_first_token_keeps_the_message(qtbot, window):
@@ -144,7 +143,7 @@ def test_stop_before_the_first_token_keeps_the_message(qtbot, window):
     assert "Please keep this question" in shown and "not answered" in shown
     assert window.banner.isVisible() and "Stopped before the answer began" in window.banner_text.text()
     assert window.sidebar.model.index(0).data() == "Please keep this question"
-    click_text(window.transcript, "Retry")
+    click_action(window.transcript, user.id, "retry")
     wait_idle(qtbot, window)
     user_again, answer = window.store.active_path(conv)
     assert user_again.id == user.id and answer.content and answer.finish_reason == "length"
@@ -336,22 +335,17 @@ def _long_conversation(store, title: str, exchanges: int, parent=None, conversat
     return conversation, first
 
 
-def _in_view(view, text: str) -> bool:
-    cursor = view.document().find(text)
-    rect = view.cursorRect(cursor)
-    return not cursor.isNull() and 0 <= rect.top() and rect.bottom() <= view.viewport().height()
-
-
 def test_show_earlier_messages_keeps_the_reading_place(qtbot, window):
     _long_conversation(window.store, "Long one", 75)
     window.sidebar.refresh()
     click_row(window, "Long one")
     view = window.transcript
-    assert "Show 50 earlier messages" in view.toPlainText() and not _in_view(view, "question 25")
-    view.verticalScrollBar().setValue(0)  # the reader scrolls to the top
-    click_text(view, "Show 50 earlier messages")
+    assert "Show 50 earlier messages" in view.toPlainText() and not in_view(view, "question 25")
+    assert in_view(view, "answer 74")
+    scroll_to_top(view)
+    click_show_earlier(view)
     assert "question 0" in view.toPlainText()
-    assert _in_view(view, "question 25") and not _in_view(view, "answer 74")
+    assert in_view(view, "question 25") and not in_view(view, "answer 74")
 
 
 def test_branch_arrows_keep_the_message_in_view(qtbot, window):
@@ -363,11 +357,11 @@ def test_branch_arrows_keep_the_message_in_view(qtbot, window):
     window.sidebar.refresh()
     click_row(window, "Branchy")
     view = window.transcript
-    assert "2/2" in view.toPlainText() and _in_view(view, "question 119")
-    view.verticalScrollBar().setValue(0)
-    click_text(view, "<")
+    assert "2/2" in view.toPlainText() and in_view(view, "question 119")
+    scroll_to_top(view)
+    click_action(view, second_answer, "prev")
     assert "1/2" in view.toPlainText() and "question 19" in view.toPlainText()
-    assert _in_view(view, "1/2") and not _in_view(view, "question 19")
+    assert in_view(view, "1/2") and not in_view(view, "question 19")
 
 
 def test_a_search_hit_opens_the_chat_at_the_match(qtbot, window):
@@ -383,7 +377,7 @@ def test_a_search_hit_opens_the_chat_at_the_match(qtbot, window):
     click_row(window, "Haystack")
     view = window.transcript
     assert window.chat.conversation_id == conv.id and "question 259" in view.toPlainText()
-    assert view.textCursor().selectedText().lower() == "marzipan" and _in_view(view, "marzipan")
+    assert view.selected_text().lower() == "marzipan" and in_view(view, "marzipan")
 
 
 def test_the_sidebar_highlight_stays_on_the_open_chat(qtbot, window):
@@ -408,44 +402,61 @@ def test_the_sidebar_highlight_stays_on_the_open_chat(qtbot, window):
     assert window.chat.conversation_id == open_id and highlighted() == ["First of two"]
 
 
-def test_the_links_on_each_message_work_when_clicked(qtbot, window):
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QInputDialog
-
+def test_the_actions_on_each_message_work_when_clicked(qtbot, window):
     store = window.store
     conv = store.create_conversation(title="Links", settings={"temperature": 0.0, "max_tokens": 12})
     question = store.add_user_message(conv.id, "Show me code")
-    store.add_answer(conv.id, question.id, "Here:\n\n```python\nprint('hi')\n```\n", finish_reason="stop")
+    answer = store.add_answer(conv.id, question.id, "Here:\n\n```python\nprint('hi')\n```\n",
+                              finish_reason="stop")
     window.sidebar.refresh()
     click_row(window, "Links")
     view = window.transcript
-    click_text(view, "Copy", after="python")  # the code block's own Copy
+    click_text(view, answer.id, "Copy", after="python")  # the code block's own Copy
     assert QGuiApplication.clipboard().text().strip() == "print('hi')"
-    click_text(view, "Copy", after="Assistant")
+    click_action(view, answer.id, "copy")
     assert QGuiApplication.clipboard().text() == "Here:\n\n```python\nprint('hi')\n```\n"
-    click_text(view, "Regenerate")
+    click_action(view, answer.id, "regenerate")
     wait_idle(qtbot, window)
     first, second = store.siblings(store.active_path(conv.id)[-1].id)
     assert "2/2" in view.toPlainText() and store.active_path(conv.id)[-1].id == second
     cut_short = store.message(second)
     assert cut_short.finish_reason == "length"
-    click_text(view, "Continue")
+    click_action(view, second, "continue")
     wait_idle(qtbot, window)
     continued = store.message(second)
     assert continued.content.startswith(cut_short.content.rstrip()) and len(continued.content) > len(cut_short.content)
-
-    def edit_in_dialog() -> None:
-        dialog = QApplication.activeModalWidget()
-        assert isinstance(dialog, QInputDialog)
-        dialog.setTextValue("Show me other code")
-        dialog.accept()
-
-    QTimer.singleShot(0, edit_in_dialog)
-    click_text(view, "Edit")
+    # Edit in place: the message becomes an editor holding its text; Save sends the new version.
+    click_action(view, question.id, "edit")
+    editor = item_named(message_item(view, question.id), "editor", visible_only=False)
+    assert editor.isVisible() and editor.property("text") == "Show me code"
+    QTest.keySequence(view, QKeySequence(QKeySequence.StandardKey.SelectAll))
+    QTest.keyClicks(view, "Show me other code")
+    QTest.keyClick(view, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # Save, from the keyboard
     wait_idle(qtbot, window)
     edited, answer = store.active_path(conv.id)
     assert edited.content == "Show me other code" and store.siblings(edited.id) == [question.id, edited.id]
     assert answer.content and "Show me other code" in view.toPlainText()
+
+
+def test_editing_in_place_is_cancelled_with_escape_and_saved_with_a_click(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Keep")
+    question = store.add_user_message(conv.id, "Leave me be")
+    store.add_answer(conv.id, question.id, "Fine.", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Keep")
+    view = window.transcript
+    click_action(view, question.id, "edit")
+    QTest.keyClicks(view, " or not")
+    QTest.keyClick(view, Qt.Key.Key_Escape)
+    editor = item_named(message_item(view, question.id), "editor", visible_only=False)
+    assert not editor.isVisible() and not window.chat.busy
+    assert [m.content for m in store.active_path(conv.id)] == ["Leave me be", "Fine."]
+    click_action(view, question.id, "edit")
+    QTest.keyClicks(view, ", please")
+    click_action(view, question.id, "save")
+    wait_idle(qtbot, window)
+    assert store.active_path(conv.id)[0].content == "Leave me be, please"
 
 
 def _in_next_dialog(kind, act) -> None:

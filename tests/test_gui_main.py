@@ -202,20 +202,60 @@ def test_a_long_conversation_opens_with_its_latest_messages(qtbot, window):
     assert "question 0" in text and "Show 50 earlier" not in text
 
 
-def test_a_long_streamed_paragraph_is_laid_out_in_bounded_blocks(qtbot, window):
-    """Qt re-lays out a whole block on each insert: a streamed paragraph must not grow one block."""
-    from app.gui.transcript import STREAM_BLOCK_CHARS
+def _streamed_documents(view):
+    """The QTextDocuments the answer being written shows (its finished blocks and its tail)."""
+    from gui_window import items
 
+    item = view.message_item(len(view.shown_messages()))
+    shown = [i for i in items(item) if i.objectName() in ("piece", "tail") and i.isVisible()]
+    wrappers = [i.property("textDocument") for i in shown]  # each owns its document's Python handle
+    _streamed_documents.kept = wrappers
+    return [wrapper.textDocument() for wrapper in wrappers]
+
+
+def _highlighted(documents, word: str) -> bool:
+    """Whether `word` shows in a colour of its own (Pygments' highlighting), not the text's."""
+    from PySide6.QtGui import QTextCursor
+
+    for document in documents:
+        found = document.find(word)
+        if not found.isNull():
+            cursor = QTextCursor(document)
+            cursor.setPosition(found.selectionStart() + 1)
+            colour = cursor.charFormat().foreground().color().name()
+            return colour not in ("#000000", "#ffffff") and cursor.charFormat().fontWeight() > 400
+    return False
+
+
+def test_a_streamed_answer_shows_its_markdown_while_it_streams(qtbot, window):
+    """Markdown is rendered live: a code block is highlighted before the answer ends. The model's
+    text is scripted (a tiny model writes no code); the engine thread, bridge, chat and transcript
+    are the real ones."""
+    import threading
+
+    from engine.events import Finished, TextChunk
+
+    gate = threading.Event()
+    engine = window.bridge.engine
+    pieces = ["Here is **some code**:\n\n", "```python\n", "def greet():\n", "    return 'hi'\n", "```\n\n",
+              "That is all"]
+
+    def scripted(handle) -> None:
+        for piece in pieces:
+            handle.emit(TextChunk(handle.id, piece))
+        gate.wait(WAIT_MS / 1000)  # the answer goes on until the test has looked
+        handle.emit(Finished(handle.id, "stop", text="".join(pieces), generation_tokens=len(pieces)))
+
+    engine.generate = lambda request, on_event=None: engine._submit(scripted, on_event)
+    _send(qtbot, window, "Show me code")
     view = window.transcript
-    view.begin_answer()
-    start_blocks = view.document().blockCount()
-    for _ in range(2000):
-        view.append_text("word ")
-    blocks = view.document().blockCount() - start_blocks + 1
-    assert blocks >= 10000 // (STREAM_BLOCK_CHARS + 10)
-    longest = max(len(view.document().findBlockByNumber(i).text()) for i in range(view.document().blockCount()))
-    assert longest <= STREAM_BLOCK_CHARS + 10
-    assert view.streamed_text().replace("\n", " ").split() == ["word"] * 2000
+    qtbot.waitUntil(lambda: _highlighted(_streamed_documents(view), "def"), timeout=WAIT_MS)
+    assert window.chat.busy and view.streaming
+    shown = "".join(document.toPlainText() for document in _streamed_documents(view))
+    assert "some code" in shown and "**" not in shown and "```" not in shown and "That is all" in shown
+    gate.set()
+    _wait_idle(qtbot, window)
+    assert not view.streaming and "That is all" in view.toPlainText()
 
 
 def test_sampling_is_per_chat_and_saved_with_it(qtbot, window):

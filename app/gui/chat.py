@@ -57,6 +57,7 @@ class ActiveTurn:
     conversation_id: str
     recorded: RecordedTurn
     pending: str = ""  # streamed, not yet shown or saved
+    chunks: int = 0  # text chunks streamed: about one a token
     prompt_tokens: int = 0
     dropped: int = 0
 
@@ -102,6 +103,7 @@ class ChatController(QObject):
         bridge.promptProgress.connect(self._on_prompt_progress)
         bridge.modelLoaded.connect(self._on_model_loaded)
         transcript.actionRequested.connect(self._on_action)
+        transcript.editSubmitted.connect(self._on_edit_submitted)
         prefs.changed.connect(self._on_prefs_changed)
 
     @property
@@ -276,7 +278,7 @@ class ChatController(QObject):
         self.transcript.show_messages(self._views(path, streaming=turn is not None), earlier, scroll_to)
         if turn is not None:
             self.transcript.begin_answer()
-            self.transcript.append_text(turn.recorded.writer.text + turn.pending)
+            self.transcript.append_text(turn.recorded.writer.text + turn.pending, turn.chunks)
         self._show_context(path)
 
     def _show_context(self, path: list[Message]) -> None:
@@ -390,6 +392,7 @@ class ChatController(QObject):
         if self._turn is None or request_id != self._turn.request_id:
             return
         self._turn.pending += text
+        self._turn.chunks += 1
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
@@ -400,7 +403,7 @@ class ChatController(QObject):
         text, turn.pending = turn.pending, ""
         turn.recorded.writer.append(text)
         if self.conversation_id == turn.conversation_id:
-            self.transcript.append_text(text)
+            self.transcript.append_text(text, turn.chunks)
 
     def _on_model_loaded(self, loaded: dict) -> None:
         """The context length is known now: the meter shows the open chat against it."""
@@ -484,7 +487,7 @@ class ChatController(QObject):
             self.refresh(scroll_to=first_shown)  # where the reader was, not the bottom
             return
         handler = {"copy": self._copy, "code": self._copy_code, "regenerate": self.regenerate,
-                   "edit": self.edit, "retry": self.retry, "prev": lambda m, n: self._switch(m, -1),
+                   "retry": self.retry, "prev": lambda m, n: self._switch(m, -1),
                    "next": lambda m, n: self._switch(m, +1), "continue": self.continue_answer}.get(action)
         if handler is not None:
             handler(message_id, number)
@@ -507,19 +510,14 @@ class ChatController(QObject):
         if self._can_start():
             self._start(self._begin_answer(message_id))
 
-    def edit(self, message_id: str, _number: int = 0, new_text: str | None = None) -> None:
-        """Edit a user message: a new version (a branch), answered afresh."""
-        if not self._can_start():
+    def _on_edit_submitted(self, message_id: str, new_text: str) -> None:
+        self.edit(message_id, new_text=new_text)
+
+    def edit(self, message_id: str, _number: int = 0, new_text: str = "") -> None:
+        """Edit a user message (in place, in the transcript): a new version (a branch), answered afresh."""
+        if not new_text.strip() or not self._can_start():
             return
         original = self.store.message(message_id)
-        if new_text is None:
-            from PySide6.QtWidgets import QInputDialog
-
-            new_text, ok = QInputDialog.getMultiLineText(self.transcript, "Edit message", "Message:", original.content)
-            if not ok:
-                return
-        if not new_text.strip():
-            return
         edited = self.store.add_user_message(original.conversation_id, new_text, parent_id=original.parent_id,
                                              branch=True)
         self._start(self._begin_answer(edited.id, edited))

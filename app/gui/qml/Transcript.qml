@@ -1,0 +1,82 @@
+// The conversation: a virtualized list of messages (app/gui/transcript_model.py is its model).
+// Only delegates near the viewport exist; a streamed token changes the last row's tail only.
+import QtQuick
+import QtQuick.Controls.Basic
+
+Rectangle {
+    id: root
+    objectName: "transcript"
+    color: systemPalette.base
+
+    property bool dark: false
+    property bool allSelected: false   // Edit > Select All: every message is selected
+    property int earlier: 0            // messages before the first row, behind "Show earlier"
+    property real readingWidth: 760    // a comfortable line length for prose
+    property bool following: true      // at the bottom: stay there while the answer grows
+
+    readonly property color textColor: systemPalette.text
+    readonly property color mutedColor: dark ? "#8b949e" : "#59636e"
+    readonly property color userBubble: dark ? "#2b3340" : "#eaf1fb"
+    readonly property color selectedTint: dark ? "#264f78" : "#cfe3ff"
+    readonly property color accent: dark ? "#4493f8" : "#0969da"
+
+    signal action(string name, string messageId, int number)
+    signal link(string messageId, string url)
+    signal editSubmitted(string messageId, string text)
+
+    SystemPalette { id: systemPalette; colorGroup: SystemPalette.Active }
+
+    function scrollToEnd() {
+        list.positionViewAtEnd()
+        following = true
+    }
+    function scrollToRow(row) {
+        list.positionViewAtIndex(row, ListView.Beginning)
+        following = list.atYEnd
+    }
+    function delegateAt(row) {
+        list.positionViewAtIndex(row, ListView.Contain)
+        list.forceLayout()
+        return list.itemAtIndex(row)
+    }
+
+    ListView {
+        id: list
+        objectName: "messages"
+        anchors.fill: parent
+        model: transcriptModel
+        cacheBuffer: 600
+        spacing: 2
+        boundsBehavior: Flickable.StopAtBounds
+        keyNavigationEnabled: true
+        activeFocusOnTab: true
+        focus: true
+        Accessible.role: Accessible.List
+        Accessible.name: "Conversation transcript"
+        ScrollBar.vertical: ScrollBar { Accessible.name: "Scroll the conversation" }
+
+        // The reader scrolls: follow the end again only once they are back at it.
+        onMovementStarted: root.following = false
+        onMovementEnded: root.following = atYEnd
+        onContentHeightChanged: if (root.following && !moving) positionViewAtEnd()
+        onHeightChanged: if (root.following) positionViewAtEnd()
+
+        header: Item {
+            width: list.width
+            height: root.earlier > 0 ? 48 : 12
+            Button {
+                objectName: "showEarlier"
+                visible: root.earlier > 0
+                anchors.centerIn: parent
+                flat: true
+                text: "Show " + root.earlier + " earlier messages"
+                Accessible.name: text
+                Accessible.ignored: !visible
+                onClicked: root.action("more", "", 0)
+            }
+        }
+        footer: Item { width: list.width; height: 16 }
+
+        delegate: MessageDelegate {}
+    }
+}
