@@ -99,8 +99,21 @@ def resolve_model(ref: str | Path) -> ModelInfo:
     if REPO_ID_RE.match(text) and not text.startswith((".", "/", "~")):
         repo_id, _, revision = text.partition("@")
         folder = cached_snapshot(repo_id, revision or None)
-        return validate_folder(folder, repo_id=repo_id, revision=_snapshot_revision(folder))
+        info = validate_folder(folder, repo_id=repo_id, revision=_snapshot_revision(folder))
+        _refuse_damaged(folder, repo_id)
+        return info
     raise ModelNotFound(f"No model folder at {text}.")
+
+
+def _refuse_damaged(snapshot: Path, repo_id: str) -> None:
+    """A cached file whose bytes do not match the hash it is named after (another tool's partial or
+    damaged copy) is refused, as the library's listing refuses it. Hashes are remembered by path,
+    size and mtime, so only the first load of a file another tool put there reads it whole."""
+    from .library.verify import verify_snapshot
+
+    problem = verify_snapshot(snapshot).problem(repo_id)
+    if problem:
+        raise WeightsMismatch(f"{repo_id} is {problem}.")
 
 
 def _converted_model(name: str) -> Path | None:

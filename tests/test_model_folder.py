@@ -753,3 +753,19 @@ def test_files_that_are_not_safetensors(content, says, tmp_path):
     file.write_bytes(content)
     with pytest.raises(WeightsMismatch, match=re.escape(says)):
         safetensors_header.read_header(file)
+
+
+def test_a_cached_file_that_does_not_match_its_hash_is_refused_when_loaded(tiny):
+    """Another tool left a same-size but damaged blob: the listing refuses it, and so does loading
+    it by repo id (`hearth chat REPO`), before any weight is read."""
+    snapshot = _install_in_hf_cache(tiny[GOOD], "tiny-org/tiny-llama")
+    assert resolve_model("tiny-org/tiny-llama").repo_id == "tiny-org/tiny-llama"
+    blob = (snapshot / "model.safetensors").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0xFF  # one byte in the weights, the size unchanged
+    blob.write_bytes(bytes(data))
+    with pytest.raises(WeightsMismatch, match="damaged: model.safetensors does not match its SHA-256"):
+        resolve_model("tiny-org/tiny-llama")
+    with Engine() as engine:
+        done = engine.load("tiny-org/tiny-llama").wait()
+    assert done.finish_reason == "error" and "hearth download tiny-org/tiny-llama" in done.error
