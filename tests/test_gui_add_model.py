@@ -232,3 +232,37 @@ def test_a_text_file_dropped_on_the_window_is_refused(qtbot, window, tmp_path):
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, enter)
     assert not enter.isAccepted()
+
+
+def _answer_question(qtbot, button_text: str) -> None:
+    """Click a button of the question box the app shows (a window-modal sheet on macOS)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    def box():
+        return next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()),
+                    None)
+
+    qtbot.waitUntil(lambda: box() is not None, timeout=10_000)
+    button = next(b for b in box().buttons() if b.text() == button_text)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+@pytest.mark.parametrize("choice", ["Convert to 4-bit", "Use As It Is"])
+def test_a_16_bit_folder_is_converted_to_4_bit_or_used_as_it_is_as_the_user_chooses(qtbot, window, tmp_path,
+                                                                                     choice):
+    from test_convert_hf import build_hf_folder
+
+    source = build_hf_folder(tmp_path / "Tiny-Llama-2-chat-hf")
+    dialog, page = _models_page(qtbot, window)
+    installed = page.installed
+    with qtbot.waitSignal(installed.modelsChanged, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
+        _pick_in_file_dialog(qtbot, source)
+        _answer_question(qtbot, choice)
+    if choice == "Convert to 4-bit":
+        model = library.find("Tiny-Llama-2-chat-hf-4bit")
+        assert model.kind == "converted" and model.info.quantization == {"bits": 4, "group_size": 64}
+    else:
+        model = library.find(str(source.resolve()))
+        assert model.kind == "folder" and model.info.quantization is None
+    assert model.usable

@@ -4,13 +4,17 @@ process) and, once the model is ready, start chatting with it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.convert.discover import is_gguf
-from engine.library.acquire import Request
+from engine.library.acquire import Request, Unquantized, unquantized_folder
+
+from .background import run_in_background
+from .downloads import format_bytes
 
 
 def droppable_path(url) -> Path | None:
@@ -21,6 +25,38 @@ def droppable_path(url) -> Path | None:
     if path.is_dir() or (path.is_file() and (path.suffix.lower() == ".gguf" or is_gguf(path))):
         return path
     return None
+
+
+def acquire_local(parent, downloads, path: Path, started: Callable[[str], None], name: str | None = None) -> None:
+    """Add a local file or folder through the pipeline. A folder of 16-bit weights (a Hugging Face
+    fp16/bf16 download) first asks whether to convert it to 4-bit or to use it as it is; the
+    question is asked with the folder's sizes, read in the background. `started(key)` is called
+    with the acquisition's key once it runs (not when the user cancels)."""
+
+    def go(request: Request) -> None:
+        started(downloads.acquire(request))
+
+    def examined(unquantized: Unquantized | None) -> None:
+        if unquantized is None:
+            go(Request(str(path), name=name))
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Convert to 4-bit?", "", parent=parent)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setText(f"{path.name} holds {format_bytes(unquantized.weight_bytes)} of 16-bit weights. "
+                    f"Converted to 4-bit it takes about {format_bytes(unquantized.quantized_bytes())} of "
+                    f"memory and answers faster; the folder itself is not changed.")
+        convert = box.addButton("Convert to 4-bit", QMessageBox.ButtonRole.AcceptRole)
+        as_is = box.addButton("Use As It Is", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(convert)
+        box.setAccessibleName("Convert to 4-bit?")
+        convert.clicked.connect(lambda: go(Request(str(path), name=name, quantize=True)))
+        as_is.clicked.connect(lambda: go(Request(str(path), name=name)))
+        box.setWindowModality(Qt.WindowModality.WindowModal)  # a sheet on macOS
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    run_in_background(lambda: unquantized_folder(path), examined, lambda exc: examined(None), parent=parent)
 
 
 class AddModelMixin:
@@ -46,11 +82,12 @@ class AddModelMixin:
         # Choosing a folder's config.json means "this folder".
         self.add_model(chosen.parent if chosen.name == "config.json" else chosen)
 
-    def add_model(self, path: Path) -> str:
-        key = self.downloads.acquire(Request(str(path)))
-        self._adding[key] = path.name
-        self.statusBar().showMessage(f"Adding {path.name}… (progress under Settings > Models > Downloads)")
-        return key
+    def add_model(self, path: Path) -> None:
+        def started(key: str) -> None:
+            self._adding[key] = path.name
+            self.statusBar().showMessage(f"Adding {path.name}… (progress under Settings > Models > Downloads)")
+
+        acquire_local(self, self.downloads, path, started)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
         if any(droppable_path(url) for url in event.mimeData().urls()):

@@ -86,6 +86,34 @@ def request_for_catalog(entry) -> Request:
 
 
 @dataclass(frozen=True)
+class Unquantized:
+    """A local folder of 16- or 32-bit weights: it runs as it is, or can be quantized first."""
+
+    path: Path
+    weight_bytes: int
+    parameters: int
+
+    def quantized_bytes(self, bits: int = 4, group_size: int = 64) -> int:
+        # bits per weight, plus a float16 scale and bias per group
+        return int(self.parameters * (bits + 32 / group_size) / 8)
+
+
+def unquantized_folder(path: Path) -> Unquantized | None:
+    """The folder's size and parameter count when it is a valid model with unquantized weights
+    (a Hugging Face fp16/bf16 download), else None. Reads headers only."""
+    path = Path(path).expanduser()
+    if not path.is_dir() or (path / "weights.npz").exists():
+        return None
+    try:
+        info = validate_folder(path)
+    except HearthError:
+        return None  # the pipeline will say why, when it is run
+    if info.quantization or info.config.get("quantization_config"):
+        return None
+    return Unquantized(path, info.weight_bytes, info.parameters)
+
+
+@dataclass(frozen=True)
 class Step:
     """Progress of one request: stage is waiting, fetching, converting, validating or registering."""
 

@@ -15,9 +15,9 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QTabWidget, QVBox
 from engine.convert.discover import find_models
 from engine.fit import FitReport
 from engine.library import library
-from engine.library.acquire import Request
 from engine.library.library import InstalledModel
 
+from ..add_model import acquire_local
 from ..downloads import DownloadManager, format_bytes
 from ..prefs import Prefs
 from .catalog_page import CatalogSection
@@ -209,9 +209,11 @@ class InstalledSection(Section):
     def import_path(self, path: Path, name: str | None = None) -> None:
         """Any local model (mlx-lm or old MLX folder, GGUF file) through the acquisition pipeline;
         its progress is under Downloads, its error inline here."""
-        self.banner.show_info(f"Importing {name or path.name}… (progress under Downloads)")
-        key = self.downloads.acquire(Request(str(path), name=name))
-        self._importing[key] = name or path.name
+        def started(key: str) -> None:
+            self.banner.show_info(f"Importing {name or path.name}… (progress under Downloads)")
+            self._importing[key] = name or path.name
+
+        acquire_local(self, self.downloads, path, started, name)
 
     def _acquired(self, key: str, done: dict) -> None:
         shown = self._importing.pop(key, None)
