@@ -114,6 +114,9 @@ class _SmokeDriver:
         # acquisition pipeline in a child process, which must start as the frozen Hearth itself),
         # then chat with it.
         self.adding = os.environ.get("HEARTH_SMOKE_ADD_MODEL")
+        # HEARTH_SMOKE_CATALOG=ID: get this catalog entry as the welcome page's and Settings'
+        # Download buttons do (download, convert, register in the child process), then chat with it.
+        self.catalog_id = os.environ.get("HEARTH_SMOKE_CATALOG")
         self.added_ref = None
         # The window's QApplication: app.gui.app.main reuses an existing instance.
         self.app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -160,12 +163,19 @@ class _SmokeDriver:
             window.show_notice = notice
             window.bridge.modelLoaded.connect(self._on_loaded)
             window.bridge.finished.connect(self._on_finished)
+            if self.adding or self.catalog_id:
+                self.stage = "waiting for the model added through the child process"
+                window.downloads.finished.connect(self._on_added)
             if self.adding:
                 from pathlib import Path
 
-                self.stage = "waiting for the model added through the child process"
-                window.downloads.finished.connect(self._on_added)
                 window.add_model(Path(self.adding))
+            elif self.catalog_id:
+                from engine.library import catalog
+                from engine.library.acquire import request_for_catalog
+
+                entry = next(e for e in catalog.load() if e.id == self.catalog_id)
+                window.downloads.acquire(request_for_catalog(entry))
         except AttributeError as exc:
             self._fail(f"the smoke driver no longer matches MainWindow ({exc}); update packaging/hearth_main.py")
 
@@ -177,11 +187,13 @@ class _SmokeDriver:
             return
         self.added_ref = done["ref"]
         self.stage = "waiting for the added model to load"
+        if self.catalog_id:
+            self.window._start_with_model(self.added_ref)  # what the welcome page's Ready does
 
     def _on_loaded(self, loaded: dict) -> None:
         from engine.sampling import SamplingSettings
 
-        if self.adding and (self.added_ref is None or loaded.get("name") != self.added_ref):
+        if (self.adding or self.catalog_id) and (self.added_ref is None or loaded.get("name") != self.added_ref):
             return  # the default model, loaded while the added one was still on its way
 
         self.report["model"] = loaded.get("name")

@@ -22,6 +22,9 @@ Qt thread can still end in status 0):
              saves the answer to the history and quits: its HEARTH_SMOKE_REPORT must say ok
   gui-add    the window adds a GGUF file as File > Add Model… does: the acquisition pipeline in a
              child process started as the frozen Hearth itself; then it loads and answers with it
+  gui-catalog  the window gets the catalog's Llama 2 7B Chat entry (a GGUF file, served by the
+             test Hub on 127.0.0.1) as its Download buttons do: downloaded, converted and registered
+             in the child process, then loaded and answering
   broken     a hard-linked copy of the build without libmlx: --selfcheck exits 1 with the
              "Hearth cannot run models" paragraph, and the GUI shows the error dialog and exits 1
              instead of opening a window
@@ -223,6 +226,30 @@ def check_gui_add(r: Runner, gguf_file: Path) -> str:
             f"({report['generation_tokens']} tokens) at {seconds.get('answered')} s")
 
 
+def check_gui_catalog(r: Runner, gguf_file: Path, scratch: Path) -> str:
+    from hub_server import HubServer
+
+    catalog = json.loads((ROOT / "resources" / "catalog.json").read_text(encoding="utf-8"))
+    entry = next(e for e in catalog["models"] if e["id"] == "llama-2-7b-chat")
+    repo = scratch / "hub-repo"
+    repo.mkdir()
+    shutil.copyfile(gguf_file, repo / entry["file"])
+    with HubServer() as server:
+        server.add_repo(entry["repo_id"], repo)
+        env = {**server.client_env(scratch / "hf-catalog"), "HEARTH_SMOKE_GUI": "1",
+               "HEARTH_SMOKE_MAX_TOKENS": str(MAX_TOKENS), "HEARTH_SMOKE_CATALOG": entry["id"]}
+        done = r.run("app", env=env, timeout=300)
+        served = [q.path for q in server.requests if q.method == "GET" and q.path.endswith(entry["file"])]
+    report = _report(done)
+    _expect(report.get("ok") is True, f"getting {entry['id']} in the GUI failed: {report.get('error')}", done)
+    _expect(bool(served), f"the test Hub never served {entry['file']}", done)
+    added = report.get("added") or {}
+    seconds = report.get("seconds", {})
+    return (f"{entry['id']}: downloaded {entry['file']} from the test Hub, converted as {added.get('ref')} at "
+            f"{seconds.get('model_added')} s, answered ({report['generation_tokens']} tokens) at "
+            f"{seconds.get('answered')} s")
+
+
 def _hardlink_copy(src: Path, dst: Path) -> None:
     def link(s, d):
         try:
@@ -307,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         dropped.parent.mkdir(parents=True)
         shutil.copyfile(gguf_file, dropped)
         step("gui-add", check_gui_add, r, dropped)
+        step("gui-catalog", check_gui_catalog, r, gguf_file, scratch)
     step("broken", check_broken, r, exe, scratch)
 
     if not args.keep:
