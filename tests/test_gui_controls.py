@@ -459,6 +459,40 @@ def test_editing_in_place_is_cancelled_with_escape_and_saved_with_a_click(qtbot,
     assert store.active_path(conv.id)[0].content == "Leave me be, please"
 
 
+def _accessible_tree(interface, depth: int = 0):
+    """(role, name, interface) of everything a screen reader finds under `interface`, shown or not
+    ignored."""
+    from PySide6.QtGui import QAccessible
+
+    if interface is None or depth > 12:
+        return
+    yield interface.role(), interface.text(QAccessible.Text.Name), interface
+    for i in range(interface.childCount()):
+        yield from _accessible_tree(interface.child(i), depth + 1)
+
+
+def test_a_screen_reader_reads_the_messages_and_presses_their_buttons(qtbot, window):
+    from PySide6.QtGui import QAccessible
+
+    store = window.store
+    conv = store.create_conversation(title="Spoken")
+    question = store.add_user_message(conv.id, "How do I start?")
+    store.add_answer(conv.id, question.id, "**Sourdough** needs a starter.", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Spoken")
+    tree = list(_accessible_tree(QAccessible.queryAccessibleInterface(window.transcript)))
+    items = {name: interface for role, name, interface in tree if role == QAccessible.Role.ListItem}
+    assert "You said: How do I start?" in items
+    assert "Assistant said: Sourdough needs a starter." in items  # the text as shown, not its Markdown
+    answer_buttons = {name: interface for role, name, interface in _accessible_tree(items["Assistant said: "
+                      "Sourdough needs a starter."]) if role == QAccessible.Role.Button}
+    assert {"Copy message", "Regenerate answer"} <= set(answer_buttons)
+    assert "Edit message" not in answer_buttons  # answers are regenerated, not edited
+    press = answer_buttons["Copy message"].actionInterface()
+    press.doAction(press.pressAction())
+    assert QGuiApplication.clipboard().text() == "**Sourdough** needs a starter."
+
+
 def _in_next_dialog(kind, act) -> None:
     """Work the modal dialog of this kind that the next click opens, as a user would."""
     from PySide6.QtCore import QTimer

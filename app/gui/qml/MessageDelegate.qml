@@ -204,6 +204,34 @@ FocusScope {
         y: bubble.y + bubble.height + 2
         x: isUser ? bubble.x + bubble.width - width : bubble.x + 8
         height: 26
+        // Branches: ‹ 2/3 ›, always shown when there are several versions.
+        Row {
+            visible: versions > 1 && !streaming
+            spacing: 0
+            ActionButton {
+                objectName: "prev"
+                text: "‹"
+                enabled: version > 1
+                Accessible.name: "Previous version"
+                onClicked: root.action("prev", messageId, 0)
+            }
+            Text {
+                objectName: "branch"
+                text: version + "/" + versions
+                color: root.mutedColor
+                font.pixelSize: 12
+                anchors.verticalCenter: parent.verticalCenter
+                Accessible.name: "Version " + version + " of " + versions
+                Accessible.ignored: versions < 2
+            }
+            ActionButton {
+                objectName: "next"
+                text: "›"
+                enabled: version < versions
+                Accessible.name: "Next version"
+                onClicked: root.action("next", messageId, 0)
+            }
+        }
         // Actions: shown on hover or focus; always there for a screen reader and the keyboard.
         Row {
             id: actions
@@ -243,34 +271,6 @@ FocusScope {
                 text: "Continue"
                 Accessible.name: "Continue answer"
                 onClicked: root.action("continue", messageId, 0)
-            }
-        }
-        // Branches: ‹ 2/3 ›, always shown when there are several versions.
-        Row {
-            visible: versions > 1 && !streaming
-            spacing: 0
-            ActionButton {
-                objectName: "prev"
-                text: "‹"
-                enabled: version > 1
-                Accessible.name: "Previous version"
-                onClicked: root.action("prev", messageId, 0)
-            }
-            Text {
-                objectName: "branch"
-                text: version + "/" + versions
-                color: root.mutedColor
-                font.pixelSize: 12
-                anchors.verticalCenter: parent.verticalCenter
-                Accessible.name: "Version " + version + " of " + versions
-                Accessible.ignored: versions < 2
-            }
-            ActionButton {
-                objectName: "next"
-                text: "›"
-                enabled: version < versions
-                Accessible.name: "Next version"
-                onClicked: root.action("next", messageId, 0)
             }
         }
     }
