@@ -18,12 +18,16 @@ Runs on the engine thread only.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 DRAFT_TOKENS = 3  # ids checked per drafted pass (the pass feeds one more)
+# The first drafted pass of an answer checks one id: where a pass over two ids costs two passes (MLX's
+# CPU backend) that is all the switch loses before it turns drafting off.
+TRIAL_DRAFT_TOKENS = 1
 NGRAM_SIZES = (3, 2)  # the longest match first
 PLAIN_SAMPLES = 2  # plain passes timed before the first drafted one
 DRAFTLESS_LIMIT = 8  # plain passes in a row without a draft before giving up on drafting
@@ -131,7 +135,8 @@ def lookup_generate_step(
         timed = produced > 0  # the first pass also finishes the prompt: not a decoding sample
         draft: list[int] = []
         if _drafting(counts, switch, draftless):
-            draft = lookup.draft(min(DRAFT_TOKENS, max_tokens - produced - 1))
+            size = DRAFT_TOKENS if counts.drafted or not switch else TRIAL_DRAFT_TOKENS
+            draft = lookup.draft(min(size, max_tokens - produced - 1))
             draftless = 0 if draft else draftless + 1
         tic = time.perf_counter()
         with mx.stream(generation_stream):
@@ -183,11 +188,12 @@ def _drafting(counts: DraftCounts, switch: bool, draftless: int) -> bool:
 
 def _judge(counts: DraftCounts, stats: DraftStats) -> None:
     """Turn drafting off for the rest of the answer when it does not pay."""
-    plain = min(counts.plain_s) if counts.plain_s else None
+    plain = statistics.median(counts.plain_s) if counts.plain_s else None
     if plain is None or plain <= 0:
         return
-    # Cost: a drafted pass over n ids against n plain passes; the cheapest samples, to skip noise.
-    cost = min(seconds / (fed * plain) for seconds, fed, _ in counts.drafted)
+    # Cost: a drafted pass over n ids against n plain passes (medians: other work on the machine
+    # makes single passes slow at random).
+    cost = statistics.median(seconds / (fed * plain) for seconds, fed, _ in counts.drafted)
     if cost > TOO_COSTLY:
         counts.switched_off = f"a pass over k ids costs {cost:.2f} x k passes over one"
         stats.costly_answers += 1
