@@ -456,7 +456,7 @@ def test_a_finished_answer_is_announced(qtbot, window):
     send(qtbot, window, "Tell me something")
     wait_idle(qtbot, window)
     assert window.last_announcement == "Answer finished."
-    assert window.statusBar().currentMessage() == "Answer finished."
+    assert window.status_label.text() == "Answer finished." and window.status_label.isVisible()
     set_default_sampling(window, temperature=0.0, max_tokens=600)
     send(qtbot, window, "And in the background")
     QTest.mouseClick(window.sidebar.new_button, LEFT)

@@ -97,6 +97,10 @@ class ChatHeader(QWidget):
         self.model_picker.setMaximumWidth(360)
         self.model_picker.view().setAccessibleName("Installed models")
         self.model_picker.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # On Linux a combo box is announced by its current item unless a label names it.
+        self.model_label = QLabel("&Model")
+        self.model_label.setBuddy(self.model_picker)
+        self.model_label.hide()  # the picker speaks for itself on screen
         self.model_state = ElidedLabel("No model loaded", minimum_width=90)
         self.loading_bar = QProgressBar()
         self.loading_bar.setAccessibleName("Model loading")
@@ -121,6 +125,7 @@ class ChatHeader(QWidget):
         top = QHBoxLayout()
         top.setSpacing(6)
         top.addWidget(self.sidebar_toggle)
+        top.addWidget(self.model_label)
         top.addWidget(self.model_picker, 2)
         top.addWidget(self.loading_bar)
         top.addWidget(self.model_state, 2)

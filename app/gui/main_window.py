@@ -123,6 +123,10 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.sidebar.setMinimumWidth(180)
         self.splitter.setSizes([260, 840])
         self.setCentralWidget(self.splitter)
+        self.status_label = QLabel()  # what announce() said last, for a while
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.statusBar().addWidget(self.status_label, 1)
+        self._status_timer = QTimer(self, singleShot=True, interval=8000, timeout=self.status_label.clear)
         self.setMinimumWidth(MINIMUM_WIDTH)
         self.resize(1100, 760)
 
@@ -515,7 +519,7 @@ class MainWindow(AddModelMixin, QMainWindow):
         """Tell a screen reader (and the status bar) when an answer has been written."""
         if conversation_id:
             self._answering_in = conversation_id
-            self.statusBar().clearMessage()  # an earlier "Answer finished" no longer holds
+            self.status_label.clear()  # an earlier "Answer finished" no longer holds
             return
         finished_in, self._answering_in = getattr(self, "_answering_in", ""), ""
         if not finished_in:
@@ -526,10 +530,12 @@ class MainWindow(AddModelMixin, QMainWindow):
             self.announce(f"Answer finished in “{self.sidebar.title_of(finished_in)}”.")
 
     def announce(self, text: str) -> None:
-        """Say this to a screen reader without moving the focus, and show it in the status bar."""
+        """Say this to a screen reader without moving the focus, and show it in the status bar: in
+        a label, which screen readers can read later too (a status bar's own message is painted)."""
         self.last_announcement = text
-        self.statusBar().showMessage(text, 8000)
-        QAccessible.updateAccessibility(QAccessibleAnnouncementEvent(self, text))
+        self.status_label.setText(text)
+        self._status_timer.start()
+        QAccessible.updateAccessibility(QAccessibleAnnouncementEvent(self.status_label, text))
 
     def _send_message(self, text: str) -> None:
         if self.chat.send(text):
@@ -560,7 +566,7 @@ class MainWindow(AddModelMixin, QMainWindow):
         text = (jsonlib.dumps(export_json(self.store, [conversation_id]), ensure_ascii=False, indent=1)
                 if as_json else export_markdown(self.store, [conversation_id]))
         run_in_background(lambda: write_export(Path(path), text),
-                          lambda _r: self.statusBar().showMessage(f"Exported to {path}", 5000),
+                          lambda _r: self.announce(f"Exported to {path}"),
                           lambda e: self.show_notice(describe_write_error(Path(path), e), ""), self)
 
     def _on_context(self, prompt_tokens: int, context_length: int, dropped: int) -> None:
