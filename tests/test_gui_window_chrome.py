@@ -473,3 +473,35 @@ def _in_next_dialog(kind, act) -> None:
         act(dialog)
 
     QTimer.singleShot(0, run)
+
+
+def test_the_menu_button_follows_the_pointer_over_the_rows(qtbot, window):
+    store = window.store
+    for title in ("First row", "Second row"):
+        conv = store.create_conversation(title=title)
+        store.add_user_message(conv.id, title)
+    window.sidebar.refresh()
+    view, model = window.sidebar.list, window.sidebar.model
+    click_row(window, "Second row")
+    second = view.visualRect(model.index(0))
+    assert second.contains(window.sidebar.row_button.geometry().center())
+    first = view.visualRect(model.index(1))
+    QTest.mouseMove(view.viewport(), first.center())
+    qtbot.waitUntil(lambda: first.contains(window.sidebar.row_button.geometry().center()), timeout=WAIT_MS)
+    QTest.mouseClick(window.sidebar.row_button, LEFT)
+    _menu_item(window.sidebar.row_menu, "Rename…").trigger()
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QLineEdit) and editor.text() == "First row"
+    QTest.keyClick(editor, Qt.Key.Key_Escape)
+
+
+def test_edit_undo_brings_back_a_deleted_chat(qtbot, window):
+    send(qtbot, window, "Deleted by mistake")
+    wait_idle(qtbot, window)
+    click_row(window, "Deleted by mistake")
+    QTest.keyClick(window.sidebar.list, Qt.Key.Key_Delete)
+    assert window.sidebar.model.rowCount() == 0
+    QTest.keySequence(window, QKeySequence(QKeySequence.StandardKey.Undo))
+    assert window.sidebar.model.index(0).data() == "Deleted by mistake" and not window.sidebar.undo_bar.isVisible()
+    window.sidebar.commit_deletes()
+    assert [c.title for c in window.store.list_conversations()] == ["Deleted by mistake"]

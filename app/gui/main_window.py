@@ -7,6 +7,7 @@ and every slow thing (model scans, loads, downloads) reports back through signal
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, Qt, QTimer
@@ -127,6 +128,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)
         self.statusBar().addWidget(self.status_label, 1)
         self._status_timer = QTimer(self, singleShot=True, interval=8000, timeout=self.status_label.clear)
+        self._loading_timer = QTimer(self, interval=1000, timeout=self._show_loading_time)
+        self._loading_started, self._loading_name = 0.0, ""
         self.setMinimumWidth(MINIMUM_WIDTH)
         self.resize(1100, 760)
 
@@ -282,6 +285,9 @@ class MainWindow(AddModelMixin, QMainWindow):
 
         def run() -> None:
             widget = QApplication.focusWidget()
+            if name == "Undo" and self._undoes_a_delete(widget):
+                self.sidebar.undo_delete()
+                return
             if widget is None:
                 return
             if hasattr(widget, method):
@@ -292,6 +298,12 @@ class MainWindow(AddModelMixin, QMainWindow):
                 QApplication.sendEvent(widget, QKeyEvent(kind, combination.key(), combination.keyboardModifiers()))
 
         return run
+
+    def _undoes_a_delete(self, widget: QWidget | None) -> bool:
+        """Edit > Undo (Cmd+Z) brings back a chat just deleted, unless a text field has the focus
+        (its typing comes first)."""
+        typing = widget is not None and hasattr(widget, "undo")
+        return self.sidebar.can_undo_delete and not typing
 
     def find_in_conversations(self) -> None:
         """Edit > Find (Cmd+F): the sidebar's search, shown if it was hidden."""
@@ -458,7 +470,18 @@ class MainWindow(AddModelMixin, QMainWindow):
         library.mark_used(loaded["ref"])
 
     def _on_model_loading(self, name: str) -> None:
+        self._loading_name = name
         self._set_model_state(f"Loading {name}…", loaded=False, loading=True)
+        self._loading_started = time.monotonic()
+        self._loading_timer.start()
+
+    def _show_loading_time(self) -> None:
+        """While a model loads (no steps are reported), the seconds so far, so it visibly goes on."""
+        if not self._loading_ref:
+            self._loading_timer.stop()
+            return
+        seconds = int(time.monotonic() - self._loading_started)
+        self.header.show_state(f"Loading {self._loading_name}… {seconds} s", loading=True)
 
     def _on_model_unloaded(self, _unloaded: dict) -> None:
         self._loaded_ref = None

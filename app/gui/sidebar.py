@@ -501,6 +501,10 @@ class Sidebar(QWidget):
         self.undo_label.setText(f"Deleted “{title[:40]}”")
         self.undo_bar.show()
 
+    @property
+    def can_undo_delete(self) -> bool:
+        return getattr(self, "_last_deleted", None) in self._pending_deletes
+
     def undo_delete(self) -> None:
         conversation_id = getattr(self, "_last_deleted", None)
         if conversation_id and self._pending_deletes.pop(conversation_id, None) is not None:
