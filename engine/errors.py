@@ -7,6 +7,18 @@ class HearthError(Exception):
     """An error meant to be shown to the user as one clear line."""
 
 
+class FolderUnavailable(HearthError, OSError):
+    """A folder Hearth keeps its files in cannot be created (read-only disk, no permission, full
+    disk). An OSError too, with errno and filename, for callers that tell those apart."""
+
+    def __init__(self, errno_: int | None, strerror: str, filename: str, message: str) -> None:
+        super().__init__(errno_, strerror, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class ModelFolderError(HearthError):
     """A model folder (or cached repo) that cannot be used, and why."""
 

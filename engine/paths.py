@@ -6,10 +6,13 @@ set it. Otherwise platformdirs picks the platform's usual places.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import platformdirs
+
+from .errors import FolderUnavailable
 
 APP_NAME = "Hearth"
 HOME_ENV = "HEARTH_HOME"
@@ -32,8 +35,22 @@ def _resolve(kind: str) -> Path:
             "logs": platformdirs.user_log_path,
         }[kind]
         path = getter(APP_NAME, appauthor=False)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unavailable(kind, path, exc) from exc
     return path
+
+
+def _unavailable(kind: str, path: Path, exc: OSError) -> FolderUnavailable:
+    if exc.errno == errno.ENOSPC:
+        reason = "the disk is full"
+    else:
+        reason = exc.strerror or str(exc)
+    fix = "" if exc.errno == errno.ENOSPC else (
+        f" Make it writable, or set {HOME_ENV} to a folder that is.")
+    return FolderUnavailable(exc.errno, exc.strerror or str(exc), str(path),
+                             f"Hearth cannot create its {kind} folder {path}: {reason}.{fix}")
 
 
 def data_dir() -> Path:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import platformdirs
 import pytest
 
@@ -61,3 +65,21 @@ def test_without_hearth_home_platformdirs_decides(monkeypatch, fake_user, value)
         assert getter() == expected, kind
         assert expected.is_dir()
     assert len({getter() for getter, _ in KINDS.values()}) == len(KINDS)
+
+
+def test_a_hearth_home_on_a_read_only_disk_is_one_line_for_every_command(tmp_path, monkeypatch):
+    """`hearth models` (and any command that needs the data folder) on a read-only HEARTH_HOME: one
+    line naming the folder, exit 1, never an internal error."""
+    from test_history_faults import _mounted
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    with _mounted(read_only, "-t", "tmpfs", "-o", "size=1M,ro", "tmpfs"):
+        env = dict(os.environ, HEARTH_HOME=str(read_only / "home"))
+        for command in (["models"], ["default"], ["history", "list"]):
+            done = subprocess.run([sys.executable, "-m", "app.cli", *command], capture_output=True, text=True,
+                                  env=env, timeout=120)
+            assert done.returncode == 1, (command, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("hearth: error: Hearth cannot create its"), lines
+            assert str(read_only / "home") in lines[0] and "internal error" not in lines[0]
