@@ -15,7 +15,8 @@ import traceback
 
 from bench import common
 
-BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory", "history", "downloads", "gui", "imports")
+BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory", "history", "downloads", "gui", "imports",
+              "instant", "speculative")
 
 
 def _summary_rows(result: dict) -> list[tuple[str, str, str, str]]:
