@@ -17,6 +17,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -61,6 +64,21 @@ class ElidedLabel(QLabel):
         painter.drawText(rect, int(self.alignment() | Qt.AlignmentFlag.AlignVCenter), shown)
 
 
+class ModelPicker(QComboBox):
+    """A combo box whose shown text is cut with an ellipsis when narrow, not clipped mid-letter."""
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        option.currentText = self.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideRight,
+                                                           field.width() - 4)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
 def sidebar_icon(color) -> QIcon:
     """The usual sidebar symbol (a window with a left pane), drawn, so no font or file is needed."""
     pixmap = QPixmap(36, 36)
@@ -88,7 +106,7 @@ class ChatHeader(QWidget):
         self.sidebar_toggle.setAccessibleName("Sidebar")
         self.sidebar_toggle.setToolTip("Show or hide the conversations")
         self.sidebar_toggle.setAutoRaise(True)
-        self.model_picker = QComboBox()
+        self.model_picker = ModelPicker()
         self.model_picker.setAccessibleName("Model")
         self.model_picker.setToolTip("The model that answers")
         self.model_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
