@@ -250,10 +250,9 @@ class DiskCaches:
         try:
             cache, metadata = load_prompt_cache(str(saved.path), return_metadata=True)
             _check_loaded(cache, metadata, self.identity, saved.ids, self.num_layers)
-        except FileNotFoundError:
-            return None  # another process evicted it meanwhile
         except Exception as exc:  # noqa: BLE001 - any failure to read it means it cannot be used
-            self._delete(saved.path, f"damaged ({exc})")
+            if saved.path.exists():  # else another process evicted it meanwhile (mlx says RuntimeError)
+                self._delete(saved.path, f"damaged ({exc})")
             return None
         with contextlib.suppress(OSError):
             os.utime(saved.path)  # most recently used: the last to be evicted
@@ -350,9 +349,11 @@ class DiskCaches:
         with contextlib.suppress(OSError):
             path.unlink()
 
-    def log_fault(self, exc: OSError) -> None:
+    def log_fault(self, exc: Exception) -> None:
+        """One log line per model for faults of the cache folder (read-only, full disk, ...)."""
         if not self._fault_logged:
-            log.warning("conversation caches are not saved to disk: %s", _fault_reason(exc))
+            reason = _fault_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            log.warning("conversation caches are not saved to disk: %s", reason)
             self._fault_logged = True
 
 

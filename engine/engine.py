@@ -318,7 +318,7 @@ class Engine:
         for entry in entries:
             try:
                 self.disk.save(entry.cache, entry.ids)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - after the answer: nothing may fail the request now
                 self.disk.log_fault(exc)
 
     def _free_model(self) -> None:

@@ -219,7 +219,7 @@ def _acquire_cache(loaded: LoadedModel, entry: CachedConversation | None, disk: 
                 restored = disk.load(saved)
                 if restored is not None:
                     entry, source = CachedConversation(restored, list(saved.ids)), "disk"
-        except OSError as exc:  # the cache folder cannot be read: compute the prompt instead
+        except Exception as exc:  # noqa: BLE001 - a saved cache is only ever a shortcut: compute instead
             disk.log_fault(exc)
     cache, reused = reuse_cache(loaded.model, entry, ids)
     return cache, reused, source if reused else "none"

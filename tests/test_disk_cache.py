@@ -289,3 +289,19 @@ def test_settings_data_shows_the_saved_caches_clears_them_and_keeps_the_budget(q
         assert page.kv_size.text().startswith("0.00 GB")
     finally:
         store.close()
+
+
+def test_a_file_evicted_by_another_process_while_being_found_is_a_plain_miss(llama2_chat, caplog):
+    with _engine() as engine:
+        engine.load(llama2_chat).wait()
+        _ask(engine, _chat())
+
+        def race(_loaded):
+            (saved,) = engine.disk.saved()
+            saved.path.unlink()  # the other process's eviction, between finding and reading
+            return engine.disk.load(saved)
+
+        with caplog.at_level(logging.WARNING, logger="engine.disk_cache"):
+            restored = engine.run(race).result(60)
+    assert restored is None
+    assert [r for r in caplog.records if r.name == "engine.disk_cache"] == []
