@@ -151,10 +151,11 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_draft_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--draft", choices=["auto", "lookup", "off"], default="auto",
-                        help="speculative decoding: lookup drafts from the conversation (it turns "
-                             "itself off when it does not pay); auto: lookup where batched passes are "
-                             "cheap (Metal, not MLX's CPU backend)")
+    parser.add_argument("--draft", default="auto", metavar="lookup|MODEL|off|auto",
+                        help="speculative decoding: lookup drafts from the conversation, MODEL drafts "
+                             "with a small model sharing the tokenizer; either turns itself off when it "
+                             "does not pay. auto (default): lookup where batched passes are cheap "
+                             "(Metal, not MLX's CPU backend)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -244,6 +245,18 @@ def _check_text_options(parser: argparse.ArgumentParser, args: argparse.Namespac
         for value in values if isinstance(values, list) else [values]:
             if isinstance(value, str) and _SURROGATE.search(value):
                 parser.error(f"argument --{name}: not UTF-8 text")
+
+
+def _check_draft(args: argparse.Namespace) -> None:
+    """--draft is a mode or a model that can be found (before any weights load)."""
+    if args.draft in ("auto", "lookup", "off"):
+        return
+    from engine.model_folder import resolve_model
+
+    try:
+        resolve_model(args.draft)
+    except HearthError as exc:
+        raise UsageError(f"--draft {args.draft}: not auto, lookup or off, nor a model: {exc}") from exc
 
 
 def _check_top_k(args: argparse.Namespace) -> None:
@@ -337,6 +350,7 @@ def _chat(args: argparse.Namespace) -> int:
     from .terminal import chat
 
     _check_top_k(args)
+    _check_draft(args)
     return chat(args.model, sampling_from_args(args), system=args.system,
                 context_length=args.context, prompt_format=args.prompt_format,
                 save=not args.no_save, conversation=args.conversation, draft=args.draft)
@@ -347,6 +361,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     messages = read_messages(args.messages)
     _check_top_k(args)
+    _check_draft(args)
     return generate_once(args.model, messages, sampling_from_args(args),
                          as_json=args.json, context_length=args.context,
                          prompt_format=args.prompt_format, save=args.save,

@@ -53,6 +53,16 @@ def _load(engine: Engine, model: str, context_length: int | None, prompt_format:
     return loaded
 
 
+def _load_draft(engine: Engine, draft: str) -> str:
+    """Load --draft MODEL beside the model; the request's draft mode."""
+    if draft in ("auto", "lookup", "off"):
+        return draft
+    result = engine.load_draft(draft).wait()
+    if result.finish_reason == "error":
+        raise HearthError(result.error or "the draft model could not be loaded")
+    return "model"
+
+
 def _mark_used(ref: str) -> None:
     from engine.library import library
 
@@ -197,7 +207,7 @@ def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_
                 print(f"Loading {model} ...", file=sys.stderr)
             loaded = _load(engine, model, context_length, prompt_format)
             transcript = Transcript(store, loaded, sampling, system, _continue(store, conversation, system),
-                                    draft)
+                                    _load_draft(engine, draft))
             if interactive:
                 saved = f" Saved as {transcript.conversation_id[:SHORT_ID]}." if store else ""
                 print(f"{loaded.name} is ready ({loaded.context_length:,}-token context).{saved} {HELP}",
@@ -324,6 +334,7 @@ def generate_once(model: str, messages: list[dict[str, Any]], sampling: Sampling
     try:
         with Engine() as engine:
             loaded = _load(engine, model, context_length, prompt_format)
+            draft = _load_draft(engine, draft)
             transcript, messages = _saved_generation(store, loaded, sampling, messages, conversation)
             request = GenerationRequest(messages, sampling, transcript.conversation_id if transcript else None,
                                         draft=draft)

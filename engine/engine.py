@@ -169,6 +169,10 @@ class Engine:
     ) -> RequestHandle:
         return self._submit(lambda h: self._load(h, model, context_length, prompt_format), on_event)
 
+    def load_draft(self, model: str | Path | ModelInfo, on_event: EventSink | None = None) -> RequestHandle:
+        """Load a small model with the loaded model's tokenizer, for GenerationRequest(draft="model")."""
+        return self._submit(lambda h: self._load_draft(h, model), on_event)
+
     def generate(self, request: GenerationRequest, on_event: EventSink | None = None) -> RequestHandle:
         return self._submit(lambda h: self._generate(h, request), on_event)
 
@@ -266,6 +270,21 @@ class Engine:
             ModelLoaded(handle.id, info.name, info.source, info.ref, info.revision, context, info.weight_bytes,
                         info.kv_bytes_per_token, time.perf_counter() - started, fmt.value)
         )
+        handle.emit(Finished(handle.id, "done"))
+
+    def _load_draft(self, handle: RequestHandle, model) -> None:
+        if self.loaded is None:
+            raise HearthError("Load a model before its draft model.")
+        info = model if isinstance(model, ModelInfo) else resolve_model(model)
+        tokenizer = load_tokenizer(info)
+        target = self.loaded.tokenizer
+        if (tokenizer.token_bytes, tokenizer.eos_ids) != (target.token_bytes, target.eos_ids):
+            raise HearthError(f"{info.name} cannot draft for {self.loaded.info.name}: their tokenizers "
+                              f"differ, so its ids would mean other text.")
+        fit.require_fit(info, self.loaded.context_length, self.memory_bytes)
+        self.loaded.draft_model = None  # the previous draft model's memory goes first
+        gc.collect()
+        self.loaded.draft_model, self.loaded.draft_name = _load_weights(info), info.name
         handle.emit(Finished(handle.id, "done"))
 
     def _generate(self, handle: RequestHandle, request: GenerationRequest) -> None:

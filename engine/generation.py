@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .disk_cache import DiskCaches
+from .errors import HearthError
 from .events import Event, Finished, PromptProgress, PromptReady, TextChunk
 from .kv_cache import (
     CachedConversation,
@@ -35,6 +36,8 @@ class LoadedModel:
     context_length: int
     prompt_format: PromptFormat
     draft_stats: DraftStats = field(default_factory=DraftStats)
+    draft_model: Any = field(default=None, repr=False)  # a small model with the same tokenizer
+    draft_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class GenerationRequest:
     conversation_id: str | None = None
     prompt_format: str | None = None  # overrides the model's format for this request
     continue_answer: bool = False  # the last message is a partial answer to go on with
-    draft: str = "auto"  # speculative decoding: auto, lookup (prompt lookup) or off
+    draft: str = "auto"  # speculative decoding: auto, lookup (prompt lookup), model (the draft model) or off
 
 
 class Cancelled(Exception):
@@ -126,6 +129,8 @@ def generate(
 
     settings = request.sampling
     fmt = PromptFormat(request.prompt_format) if request.prompt_format else loaded.prompt_format
+    if request.draft == "model" and loaded.draft_model is None:
+        raise HearthError("No draft model is loaded; load one with the model (--draft MODEL).")
     prompt = build_prompt(
         loaded.tokenizer, request.messages, fmt, loaded.context_length, settings.max_tokens,
         continuing=request.continue_answer,
@@ -145,13 +150,14 @@ def generate(
         run.check_cancel()
 
     sampler = make_sampler(settings, loaded.info.vocab_size)
-    if wants_lookup(request.draft, loaded.draft_stats):
+    draft_model = loaded.draft_model if request.draft == "model" else None
+    if draft_model is not None or wants_lookup(request.draft, loaded.draft_stats):
         steps = lookup_generate_step(
             prompt.ids[reused:], loaded.model, cache=cache, context=prompt.ids,
             max_tokens=prompt.max_tokens, sampler=sampler,
             processors_for=lambda earlier: make_logits_processors(settings, earlier),
             prefill_step_size=prefill_step_size, progress=on_prefill, counts=run.draft,
-            stats=loaded.draft_stats,
+            stats=loaded.draft_stats, draft_model=draft_model,
         )
     else:
         steps = generate_step(

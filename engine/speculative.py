@@ -35,7 +35,7 @@ MIN_DRAFTED_PASSES = 3  # drafted passes before acceptance decides
 # A drafted pass over k+1 ids costing more than this share of k+1 plain passes cannot pay enough to
 # cover the timing and synchronisation it needs, even if every drafted id is accepted.
 TOO_COSTLY = 0.8
-MODES = ("auto", "lookup", "off")
+MODES = ("auto", "lookup", "off", "model")  # model: the draft model loaded beside the target
 
 
 @dataclass
@@ -63,7 +63,7 @@ class DraftCounts:
 def wants_lookup(mode: str, stats: DraftStats) -> bool:
     """Whether an answer starts with prompt lookup. auto: where batched passes are cheap (not on
     MLX's CPU backend) and this model has not shown they cost too much."""
-    if mode == "off":
+    if mode in ("off", "model"):
         return False
     if mode == "lookup":
         return True
@@ -84,19 +84,65 @@ class PromptLookup:
     def append(self, token: int) -> None:
         self.ids.append(token)
 
-    def draft(self, limit: int) -> list[int]:
+    def catch_up(self) -> None:
         # The n-gram ending at the last id is left out of the index: it would find itself.
         for end in range(self._indexed, len(self.ids) - 1):
             for n in self.sizes:
                 if end + 1 >= n:
                     self._last[n][tuple(self.ids[end + 1 - n: end + 1])] = end + 1
         self._indexed = max(self._indexed, len(self.ids) - 1)
+
+    def draft(self, limit: int) -> list[int]:
+        self.catch_up()
         for n in self.sizes:
             if len(self.ids) > n:
                 follows = self._last[n].get(tuple(self.ids[-n:]))
                 if follows is not None:
                     return self.ids[follows: follows + limit]
         return []
+
+
+class ModelDrafter:
+    """Drafts with a small model that shares the target's tokenizer (greedy: a fixed id per position,
+    so the target's samples decide, as with lookup). Its own cache follows the answer: ids the
+    target rejected are trimmed from it before the next draft."""
+
+    def __init__(self, model: Any, ids: list[int], prefill_step_size: int) -> None:
+        from mlx_lm.models.cache import make_prompt_cache
+
+        self.model = model
+        self.ids = list(ids)
+        self.cache = make_prompt_cache(model)
+        self.held: list[int] = []  # the ids in self.cache
+        self.step = prefill_step_size
+
+    def append(self, token: int) -> None:
+        self.ids.append(token)
+
+    def catch_up(self) -> None:
+        """Feed the draft model everything but the last id (the conversation, at the start)."""
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        from .kv_cache import common_prefix_length
+
+        shared = min(common_prefix_length(self.held, self.ids), len(self.ids) - 1)
+        trim_prompt_cache(self.cache, len(self.held) - shared)
+        _prefill(self.model, self.ids[shared:-1], self.cache, self.step, lambda *_: None)
+        self.held = self.ids[:-1]
+
+    def draft(self, limit: int) -> list[int]:
+        import mlx.core as mx
+
+        if limit <= 0:
+            return []
+        self.catch_up()
+        token, out = self.ids[-1], []
+        for _ in range(limit):
+            logits = self.model(mx.array([[token]]), cache=self.cache)[0, -1]
+            token = int(mx.argmax(logits).item())
+            out.append(token)
+        self.held = self.ids + out[:-1]
+        return out
 
 
 def lookup_generate_step(
@@ -113,8 +159,10 @@ def lookup_generate_step(
     counts: DraftCounts,
     stats: DraftStats,
     switch: bool = True,
+    draft_model: Any = None,
 ) -> Iterator[tuple[int, None]]:
-    """Like mlx-lm's generate_step, yielding (id, None), with prompt-lookup drafts.
+    """Like mlx-lm's generate_step, yielding (id, None), with prompt-lookup drafts (or, given
+    draft_model, a small model's).
 
     prompt: the ids to feed (after what the cache holds); context: every id before the answer,
     for drafts. processors_for(earlier_ids) makes logits processors that see earlier_ids before the
@@ -125,21 +173,22 @@ def lookup_generate_step(
 
     earlier = context[: len(context) - len(prompt)]
     processors = processors_for(earlier)
+    drafter = ModelDrafter(draft_model, context, prefill_step_size) if draft_model else PromptLookup(context)
     with mx.stream(generation_stream):
         _prefill(model, prompt[:-1], cache, prefill_step_size, progress)
-    lookup = PromptLookup(context)
+        drafter.catch_up()
     fed = list(prompt[:-1])  # the ids processors see, as generate_step gives them
     last, produced = prompt[-1], 0
     draftless = 0
     while produced < max_tokens and not counts.switched_off:
         timed = produced > 0  # the first pass also finishes the prompt: not a decoding sample
         draft: list[int] = []
-        if _drafting(counts, switch, draftless):
-            size = DRAFT_TOKENS if counts.drafted or not switch else TRIAL_DRAFT_TOKENS
-            draft = lookup.draft(min(size, max_tokens - produced - 1))
-            draftless = 0 if draft else draftless + 1
-        tic = time.perf_counter()
+        tic = time.perf_counter()  # a drafted pass's time includes making the draft
         with mx.stream(generation_stream):
+            if _drafting(counts, switch, draftless):
+                size = DRAFT_TOKENS if counts.drafted or not switch else TRIAL_DRAFT_TOKENS
+                draft = drafter.draft(min(size, max_tokens - produced - 1))
+                draftless = 0 if draft else draftless + 1
             out = _verify(model, cache, last, draft, fed, processors, sampler)
         elapsed = time.perf_counter() - tic
         rejected = len(draft) - (len(out) - 1)
@@ -157,7 +206,7 @@ def lookup_generate_step(
             progress(len(prompt), len(prompt))
         for token in out:
             yield token, None
-            lookup.append(token)
+            drafter.append(token)
             produced += 1
             if produced >= max_tokens:
                 return

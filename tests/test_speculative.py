@@ -123,7 +123,7 @@ def test_the_answer_reports_drafted_and_accepted_ids(llama2_chat):
     assert lookup.draft_proposed > 0 and 0 <= lookup.draft_accepted <= lookup.draft_proposed
 
 
-def test_generate_takes_draft_and_reports_it_in_json(llama2_chat, tmp_path):
+def test_generate_takes_draft_and_reports_it_in_json(llama2_chat, small_draft, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -132,7 +132,7 @@ def test_generate_takes_draft_and_reports_it_in_json(llama2_chat, tmp_path):
     messages.write_text(json.dumps(EDIT), encoding="utf-8")
     repo = Path(__file__).resolve().parents[1]
     results = {}
-    for mode in ("lookup", "off"):
+    for mode in ("lookup", "off", str(small_draft)):
         proc = subprocess.run([sys.executable, "-m", "app.cli", "generate", str(llama2_chat), "--messages",
                                str(messages), "--json", "--temp", "0", "--max-tokens", "40",
                                "--draft", mode], cwd=repo, capture_output=True, text=True, timeout=120)
@@ -140,8 +140,69 @@ def test_generate_takes_draft_and_reports_it_in_json(llama2_chat, tmp_path):
         results[mode] = json.loads(proc.stdout)
     assert results["lookup"]["token_ids"] == results["off"]["token_ids"]
     assert results["lookup"]["draft_proposed"] > 0
+    assert results[str(small_draft)]["token_ids"] == results["off"]["token_ids"]
+    assert results[str(small_draft)]["draft_proposed"] > 0
     assert results["off"]["draft_proposed"] == results["off"]["draft_accepted"] == 0
     bad = subprocess.run([sys.executable, "-m", "app.cli", "generate", str(llama2_chat), "--messages",
                           str(messages), "--draft", "turbo"], cwd=repo, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "--draft turbo" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def small_draft(tmp_path_factory):
+    """A smaller random model with the Llama 2 style model's tokenizer."""
+    import tiny_models
+
+    return tiny_models.build_model(tmp_path_factory.mktemp("draft") / "draft", "spm_legacy", seed=7,
+                                   hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                   intermediate_size=64)
+
+
+def test_a_draft_model_gives_identical_greedy_output(llama2_chat, small_draft, tiny):
+    settings = SamplingSettings(temperature=0.0, max_tokens=60)
+    with Engine(prefill_step_size=64, save_caches=False) as engine:
+        engine.load(llama2_chat).wait()
+        off = engine.generate(GenerationRequest(EDIT, settings, "c", draft="off")).wait()
+        refused = engine.generate(GenerationRequest(EDIT, settings, draft="model")).wait()
+        assert refused.finish_reason == "error" and "No draft model" in refused.error
+        mismatch = engine.load_draft(tiny["bpe_llama3"]).wait()
+        assert mismatch.finish_reason == "error" and "tokenizers differ" in mismatch.error
+        for draft in (small_draft, llama2_chat):  # a small model; the model itself (all accepted)
+            assert engine.load_draft(draft).wait().finish_reason == "done"
+            result = engine.generate(GenerationRequest(EDIT, settings, "c", draft="model")).wait()
+            assert result.token_ids == off.token_ids
+            assert result.draft_proposed > 0
+        # Drafting with the model itself: every drafted id is the model's own choice.
+        assert result.draft_accepted == result.draft_proposed
+
+
+def test_a_draft_model_with_drafts_kept_on_across_a_turn(engine_llama2, small_draft):
+    def work(loaded):
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step
+        from mlx_lm.models.cache import make_prompt_cache
+        from mlx_lm.utils import load_model
+
+        from engine.prompts import build_prompt
+
+        draft, _ = load_model(small_draft)
+        settings = SamplingSettings(temperature=0.0, max_tokens=80, repetition_penalty=1.2)
+        prompt = build_prompt(loaded.tokenizer, EDIT, loaded.prompt_format, loaded.context_length, 80)
+        sampler = make_sampler(settings, loaded.info.vocab_size)
+        plain = [t for t, _ in generate_step(
+            mx.array(prompt.ids), loaded.model, max_tokens=80, sampler=sampler,
+            logits_processors=make_logits_processors(settings, []),
+            prompt_cache=make_prompt_cache(loaded.model))]
+        counts = DraftCounts()
+        drafted = [t for t, _ in lookup_generate_step(
+            prompt.ids, loaded.model, cache=make_prompt_cache(loaded.model), context=prompt.ids,
+            max_tokens=80, sampler=sampler,
+            processors_for=lambda earlier: make_logits_processors(settings, earlier),
+            prefill_step_size=64, progress=lambda *_: None, counts=counts, stats=DraftStats(),
+            switch=False, draft_model=draft)]
+        return plain, drafted, counts
+
+    plain, drafted, counts = engine_llama2.run(work).result(120)
+    assert drafted == plain and counts.proposed > 40
