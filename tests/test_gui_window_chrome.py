@@ -21,7 +21,7 @@ from gui_window import (
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QPalette
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QWidget
+from PySide6.QtWidgets import QAbstractButton, QApplication, QFileDialog, QLineEdit, QWidget
 
 from app.gui.export_file import export_file_name
 from app.gui.sidebar import GROUP_ROLE, ID_ROLE, PINNED_ROLE, date_group
@@ -301,6 +301,9 @@ def test_an_export_to_a_folder_that_cannot_be_written_says_so(qtbot, window, tmp
     notice = window.banner_text.text()
     assert notice.startswith("Could not export to ") and notice.endswith(
         "gone/Locked out.md: that folder does not exist. Nothing was written.")
+    dismiss = next(b for b in window.banner.findChildren(QAbstractButton) if b.accessibleName() == "Dismiss notice")
+    QTest.mouseClick(dismiss, LEFT)
+    assert not window.banner.isVisible()
 
 
 def test_export_file_names():
@@ -398,6 +401,32 @@ def test_cmd_comma_opens_settings(qtbot, window):
     QTest.keySequence(window.composer.edit, action.shortcut())
     assert window._settings_dialog is not None and window._settings_dialog.isVisible()
     window._settings_dialog.close()
+    QTest.mouseClick(window.settings_button, LEFT)  # and the header's button
+    assert window._settings_dialog.isVisible()
+    window._settings_dialog.close()
+
+
+def test_cmd_n_starts_a_chat_ready_to_type_in(qtbot, window):
+    send(qtbot, window, "An earlier chat")
+    wait_idle(qtbot, window)
+    window.sidebar.search.setFocus()
+    QTest.keySequence(window.sidebar.search, QKeySequence(QKeySequence.StandardKey.New))
+    assert window.chat.conversation_id is None and QApplication.focusWidget() is window.composer.edit
+    assert window.chat_area.currentWidget() is window.empty_state and window.empty_title.text() == "New chat"
+
+
+def test_the_chat_menus_sampling_item_opens_this_chats_sampling(qtbot, window):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from app.gui.sampling_dialog import SamplingDialog
+
+    def lower_max_tokens(dialog) -> None:
+        dialog.form.max_tokens.setValue(3)
+        QTest.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok), LEFT)
+
+    _in_next_dialog(SamplingDialog, lower_max_tokens)
+    menu_action(window, "Sampling…").trigger()
+    assert window.chat.sampling.max_tokens == 3
 
 
 def test_the_edit_menu_works_in_the_line_fields(qtbot, window):

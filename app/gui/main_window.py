@@ -235,7 +235,7 @@ class MainWindow(AddModelMixin, QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        self._action(file_menu, "New Chat", self.chat.new_chat, QKeySequence.StandardKey.New)
+        self._action(file_menu, "New Chat", self.new_chat, QKeySequence.StandardKey.New)
         self._action(file_menu, "Add Model…", self.choose_model_to_add)
         self._action(file_menu, "Export Conversation…", self._export_current)
         file_menu.addSeparator()
@@ -305,6 +305,11 @@ class MainWindow(AddModelMixin, QMainWindow):
         typing = widget is not None and hasattr(widget, "undo")
         return self.sidebar.can_undo_delete and not typing
 
+    def new_chat(self) -> None:
+        """File > New Chat (Cmd+N) and the sidebar's button: an empty chat, ready to type in."""
+        self.chat.new_chat()
+        self._focus_composer()
+
     def find_in_conversations(self) -> None:
         """Edit > Find (Cmd+F): the sidebar's search, shown if it was hidden."""
         if not self.sidebar.isVisible():
@@ -368,7 +373,7 @@ class MainWindow(AddModelMixin, QMainWindow):
     def _connect(self) -> None:
         self.sidebar.conversationChosen.connect(self.chat.open)
         self.sidebar.searchHitChosen.connect(self.chat.show_search_hit)
-        self.sidebar.newChatRequested.connect(self.chat.new_chat)
+        self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.deleteRequested.connect(self._on_delete_requested)
         self.sidebar.exportRequested.connect(self._export)
         self.composer.send.connect(self._send_message)
