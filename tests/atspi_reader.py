@@ -53,6 +53,14 @@ def wait_for(condition, seconds: float = TIMEOUT_S) -> bool:
     return False
 
 
+def text_of(node) -> str:
+    try:
+        text = node.queryText()
+    except NotImplementedError:
+        return ""
+    return text.getText(0, text.characterCount)
+
+
 def labels(node) -> list[str]:
     """The names of the labels a screen reader says before this element (its label relation)."""
     return [relation.getTarget(i).name for relation in node.getRelationSet()
@@ -98,6 +106,10 @@ def work_the_window(app, report: dict) -> None:
     message.queryEditableText().setTextContents("Hello from a screen reader")
     press(find(app, "push button", "Send message"))
     report["announced"] = wait_for(lambda: find(app, "label", "Answer finished.") is not None)
+    transcript = next((n for n in elements(app) if n.getRoleName() == "list" and n.name == "Conversation transcript"
+                       and showing(n)), None)
+    report["transcript"] = [{"role": n.getRoleName(), "name": n.name, "text": text_of(n)}
+                            for n in elements(transcript)] if transcript else []
 
 
 if __name__ == "__main__":

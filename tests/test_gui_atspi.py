@@ -108,3 +108,10 @@ def test_a_screen_reader_works_the_window(screen_reader_view):
     assert "error" not in screen_reader_view, (screen_reader_view["error"], screen_reader_view["controls"])
     assert screen_reader_view["sidebar_hidden"] and screen_reader_view["sidebar_back"]
     assert screen_reader_view["announced"]  # typed, sent and answered, all through AT-SPI
+
+
+def test_a_screen_reader_reads_the_messages(screen_reader_view):
+    items = [c["name"] for c in screen_reader_view["transcript"] if c["role"] == "list item"]
+    assert items[0] == "You said: Hello from a screen reader" and items[1].startswith("Assistant said: ")
+    buttons = {c["name"] for c in screen_reader_view["transcript"] if c["role"] == "push button"}
+    assert {"Copy message", "Edit message", "Regenerate answer"} <= buttons
