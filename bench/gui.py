@@ -13,6 +13,9 @@
    time.process_time() would also count the scripted engine thread, which a real model replaces
    with its own work (it is printed too). The idle loop's own CPU (the 1 ms timer, the cursor
    blink), measured in the idle baseline, is shown as a share of a token; "net" ratios subtract it.
+   Also per token at the 1,000th message against the 1st (the same stream into an empty chat):
+   goal <= 1.2. And opening a 5,000-message chat to the transcript's first frame after it
+   (its Qt Quick window's afterRendering), median of 5: goal < 100 ms.
 3. Launch to a visible window that takes typed input, in a fresh process, against a bare
    QApplication + QMainWindow (a QPlainTextEdit inside) shown the same way in the same run.
    Goal: <= 1 s. Hearth is started through the `hearth` command's own code (app.cli.main, which
@@ -69,6 +72,9 @@ LAUNCH_REPEATS = 3
 GEN_TOKENS = 48
 STALL_GOAL_MS = 16.0
 FLAT_GOAL = 1.25  # "flat": last / first at most this
+DEPTH_GOAL = 1.2  # per-token cost at the 1,000th message / at the 1st
+OPEN_MESSAGES = 5_000
+OPEN_GOAL_MS = 100.0
 LAUNCH_GOAL_S = 1.0
 RSS_IDLE_GOAL_MB = 250.0
 RSS_GEN_GOAL_MB = 300.0
@@ -140,8 +146,8 @@ def _assistant_text(rng, i: int) -> str:
     return "\n".join(parts)
 
 
-def build_home(home: Path) -> tuple[str, int]:
-    """A Hearth home whose history holds one conversation of MESSAGES messages; (its id, characters)."""
+def build_home(home: Path, messages: int = MESSAGES) -> tuple[str, int]:
+    """A Hearth home whose history holds one conversation of `messages` messages; (its id, characters)."""
     import random
     import uuid
 
@@ -150,14 +156,14 @@ def build_home(home: Path) -> tuple[str, int]:
 
     (home / "data").mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
-    now = time.time() - MESSAGES
+    now = time.time() - messages
     chars = 0
     with HistoryStore(home / "data" / DB_NAME) as store:
-        conv = store.create_conversation(title="A long chat (1,000 messages)",
+        conv = store.create_conversation(title=f"A long chat ({messages:,} messages)",
                                          system_prompt="You are a helpful assistant.")
         with store.transaction() as tx:
             parent = None
-            for m in range(MESSAGES):
+            for m in range(messages):
                 mid = uuid.uuid4().hex
                 if m % 2 == 0:
                     role, text, extra = "user", _paragraph(rng, 40), (None, None, None, None, None)
@@ -171,7 +177,7 @@ def build_home(home: Path) -> tuple[str, int]:
                            (mid, conv.id, parent, role, text, now + m, now + m, *extra))
                 parent = mid
             tx.execute("UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
-                       (parent, now + MESSAGES, conv.id))
+                       (parent, now + messages, conv.id))
     return conv.id, chars
 
 
@@ -322,12 +328,12 @@ def child_stream(conversation_id: str, shape: str = "paragraphs") -> None:
     probe.start()
     _spin(0.5)
 
-    # Opening the long conversation (as a click in the sidebar does).
+    # Opening the long conversation (as a click in the sidebar does); "new": an empty chat.
     t = time.perf_counter()
-    window.chat.open(conversation_id)
+    window.chat.open(None if conversation_id == "new" else conversation_id)
     open_ms = (time.perf_counter() - t) * 1000
     _spin(1.0)
-    shown = window.transcript.document().characterCount()
+    shown = len(window.transcript.shown_messages())
 
     # Idle baseline: the same window and conversation, nothing happening.
     idle_start, idle_cpu0 = time.perf_counter(), time.thread_time()
@@ -370,7 +376,7 @@ def child_stream(conversation_id: str, shape: str = "paragraphs") -> None:
     _report({
         "platform": QApplication.platformName(),
         "open_ms": open_ms,
-        "document_chars": shown,
+        "messages_shown": shown,
         "idle": idle,
         "idle_gui_cpu_per_s": idle_cpu_per_s,
         "send_ms": send_ms,
@@ -395,6 +401,40 @@ def child_stream(conversation_id: str, shape: str = "paragraphs") -> None:
         "rss_mb": rss,
         "hwm_mb": hwm,
     })
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------- child: open to first paint
+
+
+def child_open(conversation_id: str) -> None:
+    """Opening a long conversation (a click in the sidebar) to the first frame of the transcript
+    drawn with it: the transcript's Qt Quick window reports each frame it renders."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.app import build_window
+
+    app = _app()
+    window = build_window(app)
+    window.show()
+    _window_ready(window)
+    _spin(1.0)
+    samples = []
+    for _ in range(5):
+        window.chat.open(None)
+        _spin(0.3)
+        frames: list[float] = []
+        quick = window.transcript.quickWindow()
+        quick.afterRendering.connect(lambda frames=frames: frames.append(time.perf_counter()))
+        t = time.perf_counter()
+        window.chat.open(conversation_id)
+        opened = time.perf_counter()
+        frames.clear()  # a frame drawn inside open() (a nested event loop) holds the old content
+        _spin(2.0, lambda frames=frames: bool(frames))
+        quick.afterRendering.disconnect()
+        samples.append({"open_ms": (opened - t) * 1000, "first_paint_ms": (frames[0] - t) * 1000})
+    _report({"platform": QApplication.platformName(), "samples": samples,
+             "shown": len(window.transcript.shown_messages())})
     os._exit(0)
 
 
@@ -566,9 +606,14 @@ def run() -> dict:
         conversation_id, chars = build_home(home_long)
         one_id, _chars = build_home(home_one)
         home_empty.mkdir()
+        home_new = tmp / "home-new"
+        home_new.mkdir()
+        five_id, _chars = build_home(tmp / "home-five", OPEN_MESSAGES)
         build_s = time.perf_counter() - started
 
         s, _ = _child(["stream", conversation_id, "paragraphs"], home_long, tmp, timeout=180)
+        s0, _ = _child(["stream", "new", "paragraphs"], home_new, tmp, timeout=180)
+        opened, _ = _child(["open", five_id], tmp / "home-five", tmp)
         s1, _ = _child(["stream", one_id, "one"], home_one, tmp, timeout=180)
         _set_last_conversation(home_long, conversation_id)
         launch = _launch_figures(home_empty, home_long, tmp)
@@ -586,7 +631,12 @@ def run() -> dict:
 
     row("conversation", f"{MESSAGES:,} messages, {chars:,} characters (built in {build_s:.1f} s)")
     row("open it (chat.open: blocks the loop)", f"{s['open_ms']:.0f} ms = {s['open_ms'] / FRAME_MS:.1f} frames "
-                                                f"({s['document_chars']:,} characters shown)")
+                                                f"({s['messages_shown']:,} messages in the list)")
+    paints = sorted(sample["first_paint_ms"] for sample in opened["samples"])
+    open_paint = statistics.median(paints)
+    open_ok = open_paint < OPEN_GOAL_MS
+    row(f"open a {OPEN_MESSAGES:,}-message chat to first paint (median of {len(paints)})",
+        f"{open_paint:.0f} ms (all: {', '.join(f'{p:.0f}' for p in paints)}): {verdict(open_ok)}")
     print()
     row(f"1 ms timer's gaps: idle ({IDLE_S:.0f} s, baseline)", gaps(s["idle"]))
     row(f"  streaming {s['tokens_received']:,} tokens at {s['emit_rate']:.0f}/s", gaps(s["streaming"]))
@@ -619,6 +669,12 @@ def run() -> dict:
     row("  process CPU per token (all threads), first / last",
         f"{s['proc_cpu_us_first']:.1f} / {s['proc_cpu_us_last']:.1f} us")
     row(f"goal flat (last / first <= {FLAT_GOAL})", verdict(flat_ok))
+    at_1st = (s0["cpu_us_first"] + s0["cpu_us_last"]) / 2
+    at_1000th = (first + last) / 2
+    depth_ratio = at_1000th / at_1st
+    depth_ok = depth_ratio <= DEPTH_GOAL
+    row(f"GUI CPU per token at the {MESSAGES:,}th message / at the 1st",
+        f"{at_1000th:.1f} / {at_1st:.1f} us = {depth_ratio:.2f}: {verdict(depth_ok)} (goal <= {DEPTH_GOAL})")
     first1, last1, ratio1, net1 = cpu(s1)
     row("  worst case, one 4,000-token paragraph", f"{first1:.1f} -> {last1:.1f} us: {ratio1:.2f} "
                                                     f"(net {net1:.2f}): {verdict(ratio1 <= FLAT_GOAL)}")
@@ -673,6 +729,10 @@ def run() -> dict:
         "more": [
             {"figure": "GUI CPU per token, last / first 200 of 4,000", "value": cpu_ratio,
              "goal": f"flat (<= {FLAT_GOAL})", "met": flat_ok},
+            {"figure": f"GUI CPU per token at message {MESSAGES:,} / at message 1", "value": depth_ratio,
+             "goal": f"<= {DEPTH_GOAL}", "met": depth_ok},
+            {"figure": f"open a {OPEN_MESSAGES:,}-message chat to first paint (ms)", "value": open_paint,
+             "goal": f"< {OPEN_GOAL_MS:.0f} ms", "met": open_ok},
             {"figure": "launch to usable window (s)", "value": app_s, "goal": f"<= {LAUNCH_GOAL_S:.0f} s",
              "met": launch_ok},
             {"figure": "RSS with no model (MB)", "value": idle_rss, "goal": f"<= {RSS_IDLE_GOAL_MB:.0f} MB",
@@ -693,6 +753,7 @@ def run() -> dict:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        {"stream": child_stream, "launch": child_launch, "memory": child_memory}[sys.argv[2]](*sys.argv[3:])
+        {"stream": child_stream, "launch": child_launch, "memory": child_memory,
+         "open": child_open}[sys.argv[2]](*sys.argv[3:])
     else:
         run()

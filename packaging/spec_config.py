@@ -32,11 +32,11 @@ EXCLUDES = [
     "PyInstaller", "setuptools", "pkg_resources", "fsspec.conftest", "transformers.testing_utils",
     "transformers.utils.pytest_helpers",
     "PySide6.QtWebEngineCore", "PySide6.QtWebEngineWidgets", "PySide6.QtWebEngineQuick",
-    "PySide6.QtWebChannel", "PySide6.QtWebSockets", "PySide6.QtQml", "PySide6.QtQuick",
-    "PySide6.QtQuickWidgets", "PySide6.QtQuick3D", "PySide6.QtPdf", "PySide6.QtPdfWidgets",
+    "PySide6.QtWebChannel", "PySide6.QtWebSockets", "PySide6.QtQuick3D", "PySide6.QtPdf",
+    "PySide6.QtPdfWidgets",
     "PySide6.QtMultimedia", "PySide6.QtMultimediaWidgets", "PySide6.QtCharts",
     "PySide6.QtDataVisualization", "PySide6.Qt3DCore", "PySide6.QtDesigner", "PySide6.QtSql",
-    "PySide6.QtTest", "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets",
+    "PySide6.QtTest", "PySide6.QtOpenGLWidgets",  # QtOpenGL stays: PySide6.QtQuick imports it
 ]
 
 # transformers imports almost everything lazily (its _LazyModule), so PyInstaller sees little of

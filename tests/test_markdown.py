@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtGui import QTextDocument, QTextDocumentFragment, QTextTable
 
 from app.gui import markdown
-from app.gui.markdown import DocumentAppender, StreamingRenderer, code_blocks, render, sample_answer
+from app.gui.markdown import StreamingRenderer, code_blocks, render, sample_answer
 
 HREF = re.compile(r'href="([^"]*)"')
 COPY = re.compile(r'href="copy:(\d+)"')
@@ -520,24 +520,3 @@ def test_per_update_work_is_bounded_by_the_tail(monkeypatch):
 def test_measure_reports_without_asserting_speed():
     result = markdown.measure(sample_answer(1_000), step=50)
     assert result.updates == 20 and result.max_parsed_chars > 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Applying pieces to a Qt document
-
-
-@pytest.mark.parametrize("earlier", ["", "<h2>Earlier message</h2><p>Hello</p>"])
-def test_document_appender_matches_set_html_of_the_whole(earlier):
-    text = SAMPLES["answer"]
-    doc = QTextDocument()
-    if earlier:
-        doc.setHtml(earlier)
-    appender = DocumentAppender(doc)
-    renderer = StreamingRenderer()
-    # Every 9th prefix: cuts mid-line, mid-fence and mid-table, with few Qt calls (see visible).
-    for end in range(1, len(text) + 1, 9):
-        appender.apply(renderer.update(text[:end]))
-        if end % 5 == 1:
-            assert blocks(doc) == blocks(document(earlier + render(text[:end]))), text[:end][-30:]
-    appender.apply(renderer.finish(text))
-    assert blocks(doc) == blocks(document(earlier + render(text)))

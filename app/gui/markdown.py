@@ -3,8 +3,8 @@
 Safety: the text comes from a model, so it is treated as hostile.
 - Raw HTML is disabled in the parser: `<script>`, `<img ...>`, `<iframe>` arrive as visible text.
 - Links keep only http(s) and mailto targets; any other (javascript:, file:, data:, relative) is
-  not a link at all and shows as the literal Markdown text. Clicks are the app's decision
-  (QTextBrowser.setOpenExternalLinks(False) + anchorClicked).
+  not a link at all and shows as the literal Markdown text. Clicks are the app's decision (the
+  transcript's TextEdit reports linkActivated; nothing opens by itself).
 - Images are never emitted as `<img>`: `![alt](url)` shows the alt text and the URL as a link,
   so rendering never fetches anything.
 - Autolinking of bare URLs ("linkify") is off.
@@ -17,7 +17,6 @@ Public API:
 - `render(text, dark=False) -> str`: the whole message as HTML.
 - `code_blocks(text) -> list[str]`: the exact code of each code block; `copy:<n>` links index it.
 - `StreamingRenderer`: incremental rendering for a growing answer (see its docstring).
-- `DocumentAppender`: applies the streamed pieces to a QTextDocument with cursor edits.
 - `measure(...)`: a small benchmark (not used by tests).
 """
 
@@ -38,7 +37,6 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
-from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
 
 # A top-level code fence is streamed in segments of about this many characters: Pygments needs a
 # few milliseconds per thousand characters, so re-highlighting a whole long fence on every update
@@ -86,7 +84,7 @@ class RenderStats:
 
 
 def render(text: str, *, dark: bool = False) -> str:
-    """The whole message as HTML for QTextBrowser / QTextDocument.setHtml."""
+    """The whole message as HTML for Qt rich text (a QML TextEdit, QTextDocument.setHtml)."""
     md = _markdown(dark)
     env = _env(code_index=0, stats=RenderStats(), references={})
     tokens = _parse(md, text, env)
@@ -149,19 +147,10 @@ class StreamingRenderer:
     it streams and keeps its `copy:<n>` number; a top-level fence is streamed line by line in
     segments (FENCE_SEGMENT_CHARS), so even a huge code block stays cheap.
 
-    How a view uses it (one renderer per streamed message; the text only ever grows):
-
-        renderer = StreamingRenderer(dark=dark)
-        appender = DocumentAppender(browser.document())   # the message starts at its end
-        on each new chunk:   appender.apply(renderer.update(full_text))
-        when it ends:        appender.apply(renderer.finish())
-
-    `DocumentAppender.apply` does, with QTextCursor edits costing only the tail:
-        1. remove the old tail (everything after the finished HTML),
-        2. append `finished_html` (once; it is never touched again),
-        3. insert the new `tail_html` (removed again by the next update).
-    A view keeping its own document code can follow the same three steps; see DocumentAppender
-    for the Qt details that make appended HTML match setHtml of the whole.
+    How a view uses it (one renderer per streamed message; the text only ever grows): on each
+    update, `update = renderer.update(full_text)`; show `update.finished_html` once, for good (the
+    transcript appends it as an item of its own, never laid out again), and replace the previous
+    tail with `update.tail_html`. transcript_model.TranscriptModel does this.
 
     Pieces are concatenable HTML fragments: finished pieces + tail equals, in visible text,
     `render(full_text)`. `html()` gives that concatenation for a view that simply calls setHtml.
@@ -332,56 +321,6 @@ class StreamingRenderer:
         for label, ref in env.get("references", {}).items():
             if label not in self._references and ref["map"][1] <= first_unfinished_line:
                 self._references[label] = ref
-
-
-class DocumentAppender:
-    """Applies StreamUpdates to the end of a QTextDocument, as if setHtml had rendered the whole.
-
-    QTextCursor.insertHtml merges the first block of inserted HTML into the block at the cursor,
-    losing that block's format (a heading or list item would join the previous paragraph). An
-    empty "-qt-paragraph-type:empty" paragraph in front takes that merge instead. Removing the
-    tail gives the last finished block the format of the tail's last block, so its format is
-    saved when finished HTML is appended and put back after each removal.
-    """
-
-    _MERGE_GUARD = '<p style="-qt-paragraph-type:empty; margin: 0"></p>'
-
-    def __init__(self, document: QTextDocument) -> None:
-        self._document = document
-        self._tail_start = document.characterCount() - 1  # the message begins at the end
-        self._saved = self._formats_at(self._tail_start) if not document.isEmpty() else None
-
-    def apply(self, update: StreamUpdate) -> None:
-        self._remove_tail()
-        if update.finished_html:
-            self._append(update.finished_html)
-            self._tail_start = self._document.characterCount() - 1
-            self._saved = self._formats_at(self._tail_start)
-        if update.tail_html:
-            self._append(update.tail_html)
-
-    def _remove_tail(self) -> None:
-        cursor = QTextCursor(self._document)
-        cursor.setPosition(self._tail_start)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        if cursor.hasSelection():
-            cursor.removeSelectedText()
-        if self._saved is not None:
-            cursor.setBlockFormat(self._saved[0])
-            cursor.setBlockCharFormat(self._saved[1])
-
-    def _append(self, piece: str) -> None:
-        if self._document.isEmpty():
-            self._document.setHtml(piece)  # nothing to merge into: exactly setHtml's result
-            return
-        cursor = QTextCursor(self._document)
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertHtml(self._MERGE_GUARD + piece)
-
-    def _formats_at(self, position: int) -> tuple[QTextBlockFormat, QTextCharFormat]:
-        cursor = QTextCursor(self._document)
-        cursor.setPosition(position)
-        return cursor.blockFormat(), cursor.blockCharFormat()
 
 
 def _closes(text: str, line: _Line, fence: _OpenFence) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Q_ARG, Q_RETURN_ARG, QEvent, QMetaObject, QObject, Qt, QUrl, Signal
+from PySide6.QtCore import Q_ARG, Q_RETURN_ARG, QEvent, QMetaObject, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtQuick import QQuickItem, QQuickWindow, QSGRendererInterface
 from PySide6.QtQuickWidgets import QQuickWidget
@@ -60,7 +60,7 @@ class TranscriptView(QQuickWidget):
             raise RuntimeError("the transcript's QML did not load: "
                                + "; ".join(error.toString() for error in self.errors()))
         self._root: QQuickItem = root
-        self._list: QObject = root.findChild(QObject, "messages")
+        self._list: QQuickItem = root.findChild(QQuickItem, "messages")
         root.action.connect(self._on_action)
         root.link.connect(self._on_link)
         root.editSubmitted.connect(self.editSubmitted)

@@ -79,9 +79,6 @@ class StreamPieces(QAbstractListModel):
             self._pieces = []
             self.endResetModel()
 
-    def html(self) -> str:
-        return "".join(self._pieces)
-
 
 class TranscriptModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
