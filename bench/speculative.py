@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.common import header, median, model_folder, row, verdict
+from bench.common import ModelSpec, header, median, model_folder, row, verdict
 from bench.instant import SPEC, smollm2_folder
 
 CODE = "\n".join(
@@ -34,12 +34,15 @@ TASKS = {
                                          f"whole code only.\n\n{CODE}"}],
     "open": [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}],
 }
+# A smaller random model with the tiny model's tokenizer, to draft for it (--draft MODEL).
+DRAFT_SPEC = ModelSpec(variant="spm_legacy", hidden_size=64, num_layers=2, intermediate_size=128,
+                       num_heads=2, num_kv_heads=2)
 REPEATS = {"tiny": 12, "SmolLM2": 3}
 GOAL_PER_PASS = 1.8
 GOAL_CPU_RATIO = 0.97
 
 
-def _drafts_kept_on(engine, messages, max_tokens: int) -> dict:
+def _drafts_kept_on(engine, messages, max_tokens: int, with_model: bool = False) -> dict:
     """Generate with the switch off (drafts always checked) and without drafts, on the engine thread."""
 
     def work(loaded):
@@ -73,8 +76,8 @@ def _drafts_kept_on(engine, messages, max_tokens: int) -> dict:
             prompt.ids, loaded.model, cache=make_prompt_cache(loaded.model), context=prompt.ids,
             max_tokens=max_tokens, sampler=sampler, processors_for=lambda _ids: [],
             prefill_step_size=512, progress=lambda *_: None, counts=counts, stats=DraftStats(),
-            switch=False))
-        passes = 1 + len(counts.plain_s) + len(counts.drafted)
+            switch=False, draft_model=loaded.draft_model if with_model else None))
+        passes = counts.passes
         return {"identical": drafted == plain, "tokens": len(drafted), "passes": passes,
                 "per_pass": len(drafted) / passes, "proposed": counts.proposed,
                 "accepted": counts.accepted}
@@ -82,12 +85,12 @@ def _drafts_kept_on(engine, messages, max_tokens: int) -> dict:
     return engine.run(work).result(3600)
 
 
-def _speeds(engine, messages, max_tokens: int, task: str, repeats: int) -> dict:
+def _speeds(engine, messages, max_tokens: int, task: str, repeats: int, drafting: str) -> dict:
     from engine.generation import GenerationRequest
     from engine.sampling import SamplingSettings
 
     settings = SamplingSettings(temperature=0.0, max_tokens=max_tokens)
-    modes = ("off", "lookup", "off again")  # "off again": the same as off, to show the noise
+    modes = ("off", drafting, "off again")  # "off again": the same as off, to show the noise
     runs: dict[str, list] = {mode: [] for mode in modes}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     engine.generate(GenerationRequest(messages, settings, f"bench-{task}", draft="off")).wait()  # warm
@@ -103,36 +106,46 @@ def _speeds(engine, messages, max_tokens: int, task: str, repeats: int) -> dict:
     tps = {mode: median([d.generation_tps for d in done]) for mode, done in runs.items()}
     # Each lookup run against the two plain runs of its round: other processes on this machine
     # slow all three alike.
-    rounds = list(zip(cpu["off"], cpu["lookup"], cpu["off again"], strict=True))
+    rounds = list(zip(cpu["off"], cpu[drafting], cpu["off again"], strict=True))
     paired = median([(a + b) / 2 / lk for a, lk, b in rounds])
     control = median([a / b for a, _, b in rounds])
     wall = median([lk.generation_tps * 2 / (a.generation_tps + b.generation_tps)
-                   for a, lk, b in zip(runs["off"], runs["lookup"], runs["off again"], strict=True)])
+                   for a, lk, b in zip(runs["off"], runs[drafting], runs["off again"], strict=True)])
     same = all(d.token_ids == runs["off"][0].token_ids for done in runs.values() for d in done)
-    lookup = runs["lookup"][0]
-    return {"tps_off": tps["off"], "tps_lookup": tps["lookup"], "ratio": paired, "wall_ratio": wall,
+    lookup = runs[drafting][0]
+    return {"tps_off": tps["off"], "tps_lookup": tps[drafting], "ratio": paired, "wall_ratio": wall,
             "control_ratio": control,
-            "cpu_s_off": median(cpu["off"]), "cpu_s_lookup": median(cpu["lookup"]),
+            "cpu_s_off": median(cpu["off"]), "cpu_s_lookup": median(cpu[drafting]),
             "identical": same, "tokens": lookup.generation_tokens,
             "proposed": lookup.draft_proposed, "accepted": lookup.draft_accepted}
 
 
-def measure(folder, label: str, max_tokens: int) -> dict:
+def measure(folder, label: str, max_tokens: int, draft_folder=None) -> dict:
     from bench.common import engine_session
 
     results = {}
     with engine_session(folder, context_length=2048, save_caches=False) as (engine, _loaded):
-        for task, messages in TASKS.items():
-            kept = _drafts_kept_on(engine, messages, max_tokens)
-            speeds = _speeds(engine, messages, max_tokens, task, REPEATS[label])
-            results[task] = {"kept_on": kept, "switch": speeds}
+        cases = [(task, "lookup") for task in TASKS]
+        if draft_folder is not None:
+            done = engine.load_draft(draft_folder).wait()
+            if done.finish_reason != "done":
+                raise RuntimeError(f"the draft model did not load: {done.error}")
+            cases += [(task, "model") for task in TASKS]
+        for task, drafting in cases:
+            messages = TASKS[task]
+            kept = _drafts_kept_on(engine, messages, max_tokens, with_model=drafting == "model")
+            speeds = _speeds(engine, messages, max_tokens, task, REPEATS[label], drafting)
+            results[task if drafting == "lookup" else f"{task}, draft model"] = {"kept_on": kept,
+                                                                                 "switch": speeds}
+            if drafting == "model":
+                task = f"{task}, draft model"
             row(f"{label} / {task}: drafts kept on",
                 f"{kept['tokens']} tokens in {kept['passes']} passes = {kept['per_pass']:.2f} per pass; "
                 f"{kept['accepted']}/{kept['proposed']} drafted accepted; identical: {kept['identical']}")
-            row(f"{label} / {task}: lookup / off, tokens per CPU second",
+            row(f"{label} / {task}: drafting / off, tokens per CPU second",
                 f"{speeds['ratio']:.3f} (CPU s per answer {speeds['cpu_s_off']:.2f} off, "
                 f"{speeds['cpu_s_lookup']:.2f} lookup; off / off again {speeds['control_ratio']:.3f})")
-            row(f"{label} / {task}: lookup / off, wall clock",
+            row(f"{label} / {task}: drafting / off, wall clock",
                 f"{speeds['wall_ratio']:.3f} (tokens/s {speeds['tps_off']:.1f} off, "
                 f"{speeds['tps_lookup']:.1f} lookup; drafted {speeds['accepted']}/{speeds['proposed']} before the switch; identical: "
                 f"{speeds['identical']})")
@@ -140,14 +153,14 @@ def measure(folder, label: str, max_tokens: int) -> dict:
 
 
 def run(real: bool = True) -> dict:
-    header("Prompt-lookup speculative decoding",
+    header("Speculative decoding: prompt lookup (and a draft model on the tiny model)",
            "tokens per forward pass with drafts kept on; tokens/s with the switch vs without drafts")
-    results = {"tiny": measure(model_folder(SPEC), "tiny", 200)}
+    results = {"tiny": measure(model_folder(SPEC), "tiny", 200, draft_folder=model_folder(DRAFT_SPEC))}
     if real:
         results["smollm2"] = measure(smollm2_folder(), "SmolLM2", 64)
     main = results.get("smollm2", results["tiny"])
-    ratios = [r[task]["switch"]["ratio"] for r in results.values() for task in TASKS]
-    identical = all(r[task][k]["identical"] for r in results.values() for task in TASKS
+    ratios = [case["switch"]["ratio"] for r in results.values() for case in r.values()]
+    identical = all(case[k]["identical"] for r in results.values() for case in r.values()
                     for k in ("kept_on", "switch"))
     per_pass = main["edit"]["kept_on"]["per_pass"]
     row("lowest tokens/s ratio lookup / off", f"{min(ratios):.3f} (goal >= {GOAL_CPU_RATIO} on this CPU: "

@@ -55,6 +55,7 @@ class DraftCounts:
 
     proposed: int = 0
     accepted: int = 0
+    passes: int = 0  # forward passes of the model while drafting was on
     switched_off: str = ""  # why drafting stopped in this answer, if it did
     plain_s: list[float] = field(default_factory=list)
     drafted: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, ids fed, produced)
@@ -191,6 +192,7 @@ def lookup_generate_step(
                 draftless = 0 if draft else draftless + 1
             out = _verify(model, cache, last, draft, fed, processors, sampler)
         elapsed = time.perf_counter() - tic
+        counts.passes += 1
         rejected = len(draft) - (len(out) - 1)
         if rejected:
             trim_prompt_cache(cache, rejected)
