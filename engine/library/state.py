@@ -94,11 +94,16 @@ def write_error(exc: OSError, path: Path) -> StateWriteError:
 
 
 def _write(data: dict[str, Any]) -> None:
-    target = _path()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".library.", suffix=".tmp")
+    write_json_atomically(_path(), data, indent=1, sort_keys=True)
+
+
+def write_json_atomically(target: Path, data: Any, **dump_options: Any) -> None:
+    """Replace target with data as JSON: a temporary file beside it, fsynced, renamed over it, so a
+    reader (another process) sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, **dump_options)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -20,11 +20,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
+from .state import write_json_atomically
 
 # What an mlx-lm model needs; never code, pickles or docs.
 MODEL_FILES = (
@@ -240,16 +240,6 @@ def _merge_into_file(target: Path, added: dict[str, dict]) -> None:
             entries.update(added)
             # Forget files that are gone, so the memo does not grow without end.
             entries = {k: v for k, v in entries.items() if os.path.exists(k)}
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".verified.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump({"version": 1, "files": entries}, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_json_atomically(target, {"version": 1, "files": entries})
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
