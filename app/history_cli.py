@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -120,10 +120,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written file."""
+    """Write to a temporary file beside the target, then rename: never a half-written file. The file
+    gets the user's normal permissions (0666 less the umask), as any file they save."""
     path = path.expanduser()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise HearthError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:

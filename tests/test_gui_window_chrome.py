@@ -534,3 +534,20 @@ def test_edit_undo_brings_back_a_deleted_chat(qtbot, window):
     assert window.sidebar.model.index(0).data() == "Deleted by mistake" and not window.sidebar.undo_bar.isVisible()
     window.sidebar.commit_deletes()
     assert [c.title for c in window.store.list_conversations()] == ["Deleted by mistake"]
+
+
+def test_export_all_from_settings_is_readable_by_others_too(qtbot, window, tmp_path):
+    send(qtbot, window, "One to export")
+    wait_idle(qtbot, window)
+    menu_action(window, "Settings…").trigger()
+    page = window._settings_dialog.data_page
+    QTest.mouseClick(page.export_button, LEFT)
+    dialog = page.findChild(QFileDialog)
+    path = tmp_path / "all.md"
+    dialog.selectFile(str(path))
+    dialog.accept()
+    qtbot.waitUntil(lambda: "Exported 1 conversation" in page.banner.text(), timeout=WAIT_MS)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask and "One to export" in path.read_text()
+    window._settings_dialog.close()
