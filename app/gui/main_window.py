@@ -40,12 +40,13 @@ from PySide6.QtWidgets import (
 from engine.history import HistoryStore
 from engine.library import library
 
+from ..history_cli import write_atomically
 from .add_model import AddModelMixin
 from .background import run_in_background
 from .bridge import EngineBridge
 from .chat import ChatController
 from .composer import Composer
-from .export_file import describe_write_error, export_file_name, write_export
+from .export_file import describe_write_error, export_file_name
 from .header import ChatHeader
 from .plain_text import plain, plain_tooltip
 from .prefs import Prefs
@@ -593,7 +594,7 @@ class MainWindow(AddModelMixin, QMainWindow):
 
         text = (jsonlib.dumps(export_json(self.store, [conversation_id]), ensure_ascii=False, indent=1)
                 if as_json else export_markdown(self.store, [conversation_id]))
-        run_in_background(lambda: write_export(Path(path), text),
+        run_in_background(lambda: write_atomically(Path(path), text),
                           lambda _r: self.announce(f"Exported to {path}"),
                           lambda e: self.show_notice(describe_write_error(Path(path), e), ""), self)
 
