@@ -335,8 +335,17 @@ def test_empty_states_for_no_chats_and_no_search_results(qtbot, window):
     QTest.mouseClick(sidebar.search, LEFT)
     QTest.keyClicks(sidebar.search, "marzipan")
     assert sidebar.empty_label.isVisible() and sidebar.empty_label.text() == "No conversations match “marzipan”."
-    sidebar.search.clear()
+    QTest.keyClick(sidebar.search, Qt.Key.Key_Escape)  # Esc clears the search
+    assert sidebar.search.text() == ""
     assert sidebar.list.isVisible() and not sidebar.empty_label.isVisible()
+    # Down goes from the search field to the results; Return opens one.
+    QTest.keyClicks(sidebar.search, "Something")
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    sidebar.search.setFocus()
+    QTest.keyClick(sidebar.search, Qt.Key.Key_Down)
+    assert QApplication.focusWidget() is sidebar.list
+    QTest.keyClick(sidebar.list, Qt.Key.Key_Return)
+    assert window.chat.conversation_id is not None
 
 
 # --- light and dark ---

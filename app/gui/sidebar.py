@@ -325,6 +325,7 @@ class Sidebar(QWidget):
         self.search.textChanged.connect(self.model.set_query)
         self.list = self._build_list()
         self.list.viewport().installEventFilter(self)  # the pointer leaving the list
+        self.search.installEventFilter(self)  # Esc and Down in the search field
         self.empty_label = plain(QLabel())
         self.empty_label.setWordWrap(True)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
@@ -439,7 +440,21 @@ class Sidebar(QWidget):
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
         if watched is self.list.viewport() and event.type() == QEvent.Type.Leave:
             self._highlight_open()  # the ⋯ button goes back to the open chat's row
+        if watched is self.search and event.type() == QEvent.Type.KeyPress:
+            return self._search_key(event.key())
         return super().eventFilter(watched, event)
+
+    def _search_key(self, key: int) -> bool:
+        """In the search field, Esc clears it and Down goes on to the results, as in Mail."""
+        if key == Qt.Key.Key_Escape and self.search.text():
+            self.search.clear()
+            return True
+        if key == Qt.Key.Key_Down and self.model.rowCount():
+            self.list.setFocus(Qt.FocusReason.TabFocusReason)
+            if not self.list.currentIndex().isValid():
+                self.list.setCurrentIndex(self.model.index(0))
+            return True
+        return False
 
     def _place_row_button(self, index: QModelIndex) -> None:
         if not index.isValid() or index.data(MESSAGE_ROLE):
