@@ -9,6 +9,7 @@ import os
 import stat
 import time
 
+import pytest
 from gui_window import (
     WAIT_MS,
     click_row,
@@ -28,6 +29,15 @@ from app.gui.sidebar import GROUP_ROLE, ID_ROLE, PINNED_ROLE, date_group
 
 LEFT = Qt.MouseButton.LeftButton
 DAY = 86400
+
+
+@pytest.fixture(autouse=True)
+def _system_look_again():
+    """A test that switches to dark leaves the look as the system has it, even when it fails."""
+    yield
+    from app.gui.theme import apply_theme
+
+    apply_theme("system")
 
 
 def _settle(qtbot) -> None:

@@ -342,7 +342,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         if by_user:
             self._sidebar_auto_hidden = False
             self.prefs.set("window/sidebar_visible", shown)
-        if not shown and self.sidebar.isAncestorOf(QApplication.focusWidget()):
+        focused = QApplication.focusWidget()
+        if not shown and focused is not None and self.sidebar.isAncestorOf(focused):
             self.composer.edit.setFocus()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
