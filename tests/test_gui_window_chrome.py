@@ -83,8 +83,10 @@ def test_the_sidebar_button_menu_and_shortcut_hide_and_show_the_sidebar(qtbot, w
     action.trigger()
     assert window.sidebar.isVisible() and window.sidebar_toggle.isChecked()
     assert action.text() == "Hide Sidebar"
-    QTest.keySequence(window, action.shortcut())
+    window.sidebar.search.setFocus()
+    QTest.keySequence(window.sidebar.search, action.shortcut())
     assert not window.sidebar.isVisible()
+    assert QApplication.focusWidget() is window.composer.edit  # the focus does not vanish with it
     window.resize(700, 600)  # hidden by the user: stays hidden, at any width
     window.resize(1100, 600)
     _settle(qtbot)

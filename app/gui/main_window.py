@@ -333,6 +333,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         self._set_sidebar_visible(shown)
 
     def _set_sidebar_visible(self, shown: bool, by_user: bool = True) -> None:
+        focused = QApplication.focusWidget()
+        focus_was_inside = focused is not None and self.sidebar.isAncestorOf(focused)
         self.sidebar.setVisible(shown)
         for control in (self.sidebar_toggle, self.sidebar_action):
             control.blockSignals(True)
@@ -342,9 +344,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         if by_user:
             self._sidebar_auto_hidden = False
             self.prefs.set("window/sidebar_visible", shown)
-        focused = QApplication.focusWidget()
-        if not shown and focused is not None and self.sidebar.isAncestorOf(focused):
-            self.composer.edit.setFocus()
+        if not shown and focus_was_inside:
+            self.composer.edit.setFocus()  # the typing place, not whatever Qt's focus chain offers
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         """A narrow window gives the chat the room: the sidebar steps aside, and comes back when
