@@ -160,6 +160,8 @@ class Generation:
         self.served, self.job = served, job
         self.loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._arrived: deque[Event] = deque()  # from the engine thread, not yet on the loop
+        self._delivery_scheduled = False
         self.result: Finished | None = None
         self.ready: PromptReady | None = None
         self.key = served.cache_key(job)
@@ -172,13 +174,24 @@ class Generation:
         self._watcher = self.loop.create_task(_cancel_on_disconnect(receive, self.handle.cancel))
 
     def _from_engine(self, event: Event) -> None:
-        """On the engine thread: hand the event to the loop."""
+        """On the engine thread: hand the event to the loop, waking it once for all that arrive
+        before it runs (each wake-up is a system call and a switch of the interpreter's lock)."""
         if isinstance(event, Finished):
             self.served.recent.append(event)
+        self._arrived.append(event)
+        if self._delivery_scheduled:
+            return
+        self._delivery_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self.loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the server's loop has closed: nobody is listening any more
             self.handle.cancel()
+
+    def _deliver(self) -> None:
+        """On the loop. The flag goes down first, so an event arriving meanwhile schedules anew."""
+        self._delivery_scheduled = False
+        while self._arrived:
+            self._events.put_nowait(self._arrived.popleft())
 
     async def _next(self) -> Event:
         event = await self._events.get()

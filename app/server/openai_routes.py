@@ -98,6 +98,18 @@ class _Shape:
         self.model = model
         self.created = int(time.time())
         self.id = f"{self.prefix}-{secrets.token_hex(12)}"
+        self._text_event: tuple[str, str] | None = None
+
+    def text_event(self, text: str, usage_field: dict[str, Any]) -> str:
+        """The SSE event for a piece of text: a template made once, so each token costs one
+        small json.dumps (it is the server's per-token work)."""
+        if self._text_event is None:
+            mark = "\ue000hearth-text\ue001"
+            rendered = _sse({**self.chunk(mark, None), **usage_field})
+            head, _mark, tail = rendered.rpartition(json.dumps(mark, ensure_ascii=False))
+            self._text_event = (head, tail)
+        head, tail = self._text_event
+        return head + json.dumps(text, ensure_ascii=False) + tail
 
     def base(self, object_name: str) -> dict[str, Any]:
         return {"id": self.id, "object": object_name, "created": self.created, "model": self.model}
@@ -148,7 +160,7 @@ async def _events(generation: Generation, shape: _Shape, include_usage: bool) ->
         first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
         yield _sse({**first, **usage_field})
     async for text in generation.text():
-        yield _sse({**shape.chunk(text, None), **usage_field})
+        yield shape.text_event(text, usage_field)
     result = generation.result
     if result is None or result.finish_reason == "cancelled":
         return  # the client left
