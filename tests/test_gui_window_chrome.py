@@ -512,6 +512,13 @@ def test_a_finished_answer_is_announced(qtbot, window):
     QTest.mouseClick(window.sidebar.new_button, LEFT)
     wait_idle(qtbot, window)
     assert window.last_announcement == "Answer finished in “Tell me something”."
+    set_default_sampling(window, temperature=0.0, max_tokens=4000)
+    send(qtbot, window, "A long one to stop")
+    qtbot.waitUntil(lambda: window.chat.busy, timeout=WAIT_MS)
+    assert window.status_label.text() == ""  # the last answer's news is gone once another starts
+    QTest.mouseClick(window.composer.stop_button, LEFT)
+    wait_idle(qtbot, window)
+    assert window.last_announcement in ("Answer stopped.", "The answer did not begin.")
 
 
 def _in_next_dialog(kind, act) -> None:

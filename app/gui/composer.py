@@ -60,7 +60,7 @@ class Composer(QWidget):
         super().__init__(parent)
         self.edit = MessageEdit()
         self.edit.setAccessibleName("Message")
-        self.edit.setPlaceholderText("Message the model (Return sends, Shift+Return adds a line)")
+        self.edit.setPlaceholderText("Message (Return sends, Shift+Return: new line)")
         self.edit.setTabChangesFocus(True)  # Tab moves on, as everywhere else in the window
         self.edit.textChanged.connect(self._fit_height)
         self._fit_height()

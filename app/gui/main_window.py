@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.history import HistoryStore
+from engine.history import HistoryError, HistoryStore
 from engine.library import library
 
 from ..history_cli import write_atomically
@@ -547,18 +547,25 @@ class MainWindow(AddModelMixin, QMainWindow):
             self.system_line.set_text(self.chat.system_prompt)  # a new chat's defaults changed
 
     def _announce_when_finished(self, conversation_id: str) -> None:
-        """Tell a screen reader (and the status bar) when an answer has been written."""
+        """Tell a screen reader (and the status bar) how an answer ended."""
         if conversation_id:
             self._answering_in = conversation_id
-            self.status_label.clear()  # an earlier "Answer finished" no longer holds
+            self.status_label.clear()  # what was said of the last answer no longer holds
             return
-        finished_in, self._answering_in = getattr(self, "_answering_in", ""), ""
-        if not finished_in:
-            return
-        if finished_in == self.chat.conversation_id:
-            self.announce("Answer finished.")
-        else:
-            self.announce(f"Answer finished in “{self.sidebar.title_of(finished_in)}”.")
+        ended_in, self._answering_in = getattr(self, "_answering_in", ""), ""
+        if ended_in:
+            where = "" if ended_in == self.chat.conversation_id else f" in “{self.sidebar.title_of(ended_in)}”"
+            self.announce(f"{self._how_it_ended(ended_in)}{where}.")
+
+    def _how_it_ended(self, conversation_id: str) -> str:
+        try:
+            last = self.store.active_path(conversation_id, last=1)
+        except HistoryError:
+            return "Answer ended"
+        if not last or last[-1].role != "assistant":
+            return "The answer did not begin"  # stopped first, or failed: the notice says which
+        return {"cancelled": "Answer stopped", "error": "Answer failed"}.get(last[-1].finish_reason,
+                                                                            "Answer finished")
 
     def announce(self, text: str) -> None:
         """Say this to a screen reader without moving the focus, and show it in the status bar: in
@@ -631,6 +638,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.banner_text.setText(text)
         self.banner_action.setVisible(action == "settings")
         self.banner.show()
+        # Said as well as shown: a screen reader's user would not otherwise know it appeared.
+        QAccessible.updateAccessibility(QAccessibleAnnouncementEvent(self.banner_text, text))
 
     def open_settings(self) -> None:
         from .settings import SettingsDialog
