@@ -593,3 +593,18 @@ def test_hearth_serve_answers_the_openai_client_and_stops_on_ctrl_c(llama2_chat,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--port", "0"], "no MODEL given"),
+    (["{missing}", "--port", "0"], "no-such-model"),
+    (["{model}", "--port", "70000"], "--port"),
+    (["{model}", "--port", "0", "--host", "no.such.host.invalid", "--api-key", "k"], "no.such.host.invalid"),
+])
+def test_serve_mistakes_are_one_line(llama2_chat, cli_env, tmp_path, args, fragment):
+    args = [a.format(model=llama2_chat, missing=tmp_path / "no-such-model") for a in args]
+    run = subprocess.run([*HEARTH, "serve", *args], capture_output=True, text=True, env=cli_env,
+                         cwd=REPO, timeout=TIMEOUT_S)
+    assert run.returncode in (1, 2) and "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("hearth: error")]
+    assert len(errors) == 1 and fragment in errors[0], run.stderr
