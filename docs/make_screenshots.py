@@ -104,6 +104,9 @@ def shoot_streaming(app, window, name: str) -> None:
     window.store.delete_conversation(conversation)
     window.chat.new_chat()
     window.sidebar.refresh()
+    deadline = time.monotonic() + 10
+    while window.status_label.text() and time.monotonic() < deadline:
+        spin(app, 0.2)  # "Answer stopped." has been said; it fades before the next picture
 
 
 def main() -> None:
