@@ -91,6 +91,14 @@ def render(text: str, *, dark: bool = False) -> str:
     return md.renderer.render(tokens, md.options, env).rstrip("\n")
 
 
+def warm_up() -> None:
+    """Do now what the first answer with Python code would otherwise do in a visible stall of
+    70-150 ms: compile Pygments' Python lexer rules, set up both themes' parsers and formatters.
+    Safe on a worker thread (the caches are filled once; a race only repeats the work)."""
+    for dark in (False, True):
+        render("```python\npass\n```", dark=dark)
+
+
 def code_blocks(text: str) -> list[str]:
     """The exact code of every code block (fenced or indented), in document order.
 

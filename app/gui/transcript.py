@@ -14,9 +14,10 @@ Qt Quick draws with its software renderer here: no GPU context is needed, the sa
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import Q_ARG, Q_RETURN_ARG, QEvent, QMetaObject, Qt, QUrl, Signal
+from PySide6.QtCore import Q_ARG, Q_RETURN_ARG, QEvent, QMetaObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtQuick import QQuickItem, QQuickWindow, QSGRendererInterface
 from PySide6.QtQuickWidgets import QQuickWidget
@@ -65,6 +66,7 @@ class TranscriptView(QQuickWidget):
         root.link.connect(self._on_link)
         root.editSubmitted.connect(self.editSubmitted)
         self._follow_palette()
+        QTimer.singleShot(0, self._warm_up_markdown)  # once the window is up
 
     # --- whole conversations ---
 
@@ -172,6 +174,10 @@ class TranscriptView(QQuickWidget):
         dark = self.palette().base().color().lightness() < 128
         self._root.setProperty("dark", dark)
         self.model.set_dark(dark)
+
+    @staticmethod
+    def _warm_up_markdown() -> None:
+        threading.Thread(target=markdown.warm_up, name="hearth-markdown-warm-up", daemon=True).start()
 
     def _call(self, name: str, *args) -> None:
         QMetaObject.invokeMethod(self._root, name, *(Q_ARG("QVariant", a) for a in args))
