@@ -483,8 +483,8 @@ def child_launch(kind: str) -> None:
 
     original = gui_app.build_window
 
-    def build_window(qt_app):
-        window = original(qt_app)
+    def build_window(qt_app, *args, **kwargs):
+        window = original(qt_app, *args, **kwargs)
         QTimer.singleShot(0, lambda: check(window, window.composer.edit))  # after the window's own
         return window
 
