@@ -21,7 +21,7 @@ from gui_window import (
     wait_idle,
     window_fixture,  # noqa: F401 - the `window` fixture
 )
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtTest import QTest
 
@@ -45,6 +45,9 @@ def test_clicking_stop_mid_answer_stops_it(qtbot, window):
     send(qtbot, window, "Tell me a long story")
     qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 20, timeout=WAIT_MS)
     assert window.composer.stop_button.isVisible() and not window.composer.send_button.isVisible()
+    # The answer being written shows its speed as it goes.
+    qtbot.waitUntil(lambda: "writing… · " in window.transcript.toPlainText()
+                    and "tok/s" in window.transcript.toPlainText(), timeout=WAIT_MS)
     QTest.mouseClick(window.composer.stop_button, LEFT)
     wait_idle(qtbot, window)
     answer = _answer(window, window.chat.conversation_id)
@@ -413,6 +416,9 @@ def test_the_actions_on_each_message_work_when_clicked(qtbot, window):
     view = window.transcript
     click_text(view, answer.id, "Copy", after="python")  # the code block's own Copy
     assert QGuiApplication.clipboard().text().strip() == "print('hi')"
+    QGuiApplication.clipboard().clear()
+    click_action(view, answer.id, "copyCode0")  # the same, as a button in the message's actions
+    assert QGuiApplication.clipboard().text() == "print('hi')"
     click_action(view, answer.id, "copy")
     assert QGuiApplication.clipboard().text() == "Here:\n\n```python\nprint('hi')\n```\n"
     click_action(view, answer.id, "regenerate")
@@ -457,6 +463,37 @@ def test_editing_in_place_is_cancelled_with_escape_and_saved_with_a_click(qtbot,
     click_action(view, question.id, "save")
     wait_idle(qtbot, window)
     assert store.active_path(conv.id)[0].content == "Leave me be, please"
+
+
+def test_a_messages_actions_show_on_hover_and_on_keyboard_focus(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Hover")
+    question = store.add_user_message(conv.id, "Anything?")
+    answer = store.add_answer(conv.id, question.id, "Something.", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Hover")
+    view = window.transcript
+    actions = item_named(message_item(view, answer.id), "actions")
+    below_the_messages = QPoint(view.width() // 2, view.height() - 5)
+    QTest.mouseMove(view, below_the_messages)
+    assert actions.opacity() == 0
+    body = item_named(message_item(view, answer.id), "body")
+    QTest.mouseMove(view, body.mapToScene(QPointF(5, 5)).toPoint())
+    assert actions.opacity() == 1
+    QTest.mouseMove(view, below_the_messages)
+    assert actions.opacity() == 0
+    # From the keyboard: Tab into the transcript reaches the answer's buttons, and they show.
+    view.setFocus(Qt.FocusReason.TabFocusReason)
+    for _ in range(12):
+        focused = view.quickWindow().activeFocusItem()
+        if focused is not None and focused.objectName() == "copy" and focused.parentItem() is actions:
+            break
+        QTest.keyClick(view, Qt.Key.Key_Tab)
+    else:
+        raise AssertionError("Tab never reached the answer's Copy button")
+    assert actions.opacity() == 1
+    QTest.keyClick(view, Qt.Key.Key_Space)
+    assert QGuiApplication.clipboard().text() == "Something."
 
 
 def _accessible_tree(interface, depth: int = 0):

@@ -29,7 +29,8 @@ def test_send_streams_and_saves_the_exchange(qtbot, window):
     assert user.content == "Hello there" and answer.finish_reason == "length" and answer.content
     assert answer.generation_tokens == 12 and answer.model == str(window.chat.model_ref)
     shown = window.transcript.toPlainText()
-    assert "Hello there" in shown and "tok/s" in shown
+    assert "Hello there" in shown and "tok/s" in shown and "ms to first token" in shown
+    assert f"Assistant · {Path(answer.model).name} · " in shown  # the answer's model, by name
     assert window.context_meter.value() > 0
     assert window.sidebar.model.rowCount() == 1
 

@@ -42,7 +42,7 @@ class MessageView:
 
 
 ROLE_NAMES = ("messageId", "who", "isUser", "body", "plain", "stats", "mark", "version", "versions",
-              "canContinue", "canRetry", "streaming", "tail", "liveRate")
+              "canContinue", "canRetry", "streaming", "tail", "liveRate", "codeBlocks")
 ROLES = {name: Qt.ItemDataRole.UserRole + 1 + i for i, name in enumerate(ROLE_NAMES)}
 
 
@@ -84,7 +84,7 @@ class TranscriptModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._messages: list[MessageView] = []
-        self._html_cache: OrderedDict[tuple, str] = OrderedDict()
+        self._rendered: OrderedDict[tuple, tuple[str, int]] = OrderedDict()  # (HTML, code blocks)
         self.dark = False
         self.pieces = StreamPieces(self)
         self._stream_text = ""
@@ -206,13 +206,21 @@ class TranscriptModel(QAbstractListModel):
         """User messages as plain text (shown as typed); answers as rendered Markdown."""
         if m.role == "user" or m.streaming:
             return m.content
+        return self._render(m)[0]
+
+    def _role_codeBlocks(self, m: MessageView) -> int:  # noqa: N802
+        """How many code blocks an answer has: each gets a Copy button."""
+        return 0 if m.role == "user" or m.streaming else self._render(m)[1]
+
+    def _render(self, m: MessageView) -> tuple[str, int]:
         key = (m.id, hash(m), self.dark)
-        cached = self._html_cache.get(key)
+        cached = self._rendered.get(key)
         if cached is None:
-            cached = markdown.render(m.content, dark=self.dark) or "<p><i>(empty)</i></p>"
-            self._html_cache[key] = cached
-            if len(self._html_cache) > CACHE_SIZE:
-                self._html_cache.popitem(last=False)
+            html = markdown.render(m.content, dark=self.dark) or "<p><i>(empty)</i></p>"
+            cached = (html, len(markdown.code_blocks(m.content)))
+            self._rendered[key] = cached
+            if len(self._rendered) > CACHE_SIZE:
+                self._rendered.popitem(last=False)
         return cached
 
     def _role_plain(self, m: MessageView) -> str:

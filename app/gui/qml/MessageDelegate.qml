@@ -20,6 +20,7 @@ FocusScope {
     required property bool streaming
     required property string tail
     required property string liveRate
+    required property int codeBlocks
 
     property bool editing: false
     readonly property bool showActions: hover.hovered || message.activeFocus || editing
@@ -235,6 +236,7 @@ FocusScope {
         // Actions: shown on hover or focus; always there for a screen reader and the keyboard.
         Row {
             id: actions
+            objectName: "actions"
             visible: !streaming && !editing
             spacing: 2
             opacity: message.showActions ? 1 : 0
@@ -257,6 +259,17 @@ FocusScope {
                 text: "Retry"
                 Accessible.name: "Answer this message"
                 onClicked: root.action("retry", messageId, 0)
+            }
+            // A Copy button for each code block, also for the keyboard and screen readers (the
+            // "Copy" above each block in the text is a link, which neither can reach).
+            Repeater {
+                model: codeBlocks
+                delegate: ActionButton {
+                    required property int index
+                    objectName: "copyCode" + index
+                    text: codeBlocks > 1 ? "Copy code " + (index + 1) : "Copy code"
+                    onClicked: root.action("code", messageId, index)
+                }
             }
             ActionButton {
                 objectName: "regenerate"
