@@ -248,12 +248,16 @@ def test_a_streamed_answer_shows_its_markdown_while_it_streams(qtbot, window):
         handle.emit(Finished(handle.id, "stop", text="".join(pieces), generation_tokens=len(pieces)))
 
     engine.generate = lambda request, on_event=None: engine._submit(scripted, on_event)
-    _send(qtbot, window, "Show me code")
     view = window.transcript
+    changed_rows: list[tuple[int, int]] = []
+    view.model.dataChanged.connect(lambda top, bottom, _roles: changed_rows.append((top.row(), bottom.row())))
+    _send(qtbot, window, "Show me code")
     qtbot.waitUntil(lambda: _highlighted(_streamed_documents(view), "def"), timeout=WAIT_MS)
     assert window.chat.busy and view.streaming
     shown = "".join(document.toPlainText() for document in _streamed_documents(view))
     assert "some code" in shown and "**" not in shown and "```" not in shown and "That is all" in shown
+    streaming_row = len(view.shown_messages())  # after the question: the answer being written
+    assert changed_rows and set(changed_rows) == {(streaming_row, streaming_row)}  # no other row re-laid out
     gate.set()
     _wait_idle(qtbot, window)
     assert not view.streaming and "That is all" in view.toPlainText()

@@ -239,7 +239,7 @@ FocusScope {
             objectName: "actions"
             visible: !streaming && !editing
             spacing: 2
-            opacity: message.showActions ? 1 : 0
+            opacity: message.showActions || canRetry ? 1 : 0  // Retry waits in plain sight
             ActionButton {
                 objectName: "copy"
                 text: "Copy"
