@@ -608,3 +608,20 @@ def test_serve_mistakes_are_one_line(llama2_chat, cli_env, tmp_path, args, fragm
     assert run.returncode in (1, 2) and "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("hearth: error")]
     assert len(errors) == 1 and fragment in errors[0], run.stderr
+
+
+def _modules_after_import(module: str) -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         timeout=TIMEOUT_S)
+    assert run.returncode == 0, run.stderr
+    return {name.split(".")[0] for name in run.stdout.split()}
+
+
+def test_the_server_is_a_front_end_without_qt_and_the_cli_loads_no_http_stack():
+    server = _modules_after_import("app.server.api")
+    assert "starlette" in server and "PySide6" not in server
+    assert not {"starlette", "uvicorn"} & _modules_after_import("app.cli")
+    engine_sources = "".join(p.read_text(encoding="utf-8") for p in (REPO / "engine").rglob("*.py"))
+    assert "starlette" not in engine_sources and "uvicorn" not in engine_sources
+
