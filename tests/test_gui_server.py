@@ -11,6 +11,7 @@ import threading
 
 import openai
 import pytest
+from gui_window import WAIT_MS, menu_action, send, wait_idle, window_fixture  # noqa: F401 - `window`
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
@@ -146,3 +147,40 @@ def test_without_the_apps_engine_the_switch_is_disabled(qtbot):
     finally:
         downloads.shutdown(10.0)
         store.close()
+
+
+def test_in_the_app_the_window_shows_a_client_being_answered_and_still_answers_its_user(qtbot, window):
+    menu_action(window, "Settings…").trigger()
+    dialog = window._settings_dialog
+    page = dialog.server_page
+    dialog.tabs.setCurrentWidget(page)
+    indicator = page.indicator
+    assert window.statusBar().isAncestorOf(indicator) and not indicator.isVisible()
+    port = _free_port()
+    url = _switch_on(qtbot, page, port)
+    try:
+        assert indicator.isVisible() and indicator.text() == f"Serving at {url}"
+        model = page.model.text()  # what a user copies from the page
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="hearth", timeout=60, max_retries=0)
+        results = {}
+
+        def ask() -> None:
+            stream = client.chat.completions.create(model=model, messages=HELLO, temperature=0,
+                                                    max_tokens=300, stream=True)
+            results["server"] = [c.choices[0].finish_reason for c in stream if c.choices]
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        qtbot.waitUntil(lambda: "answering 1 client" in indicator.text(), timeout=WAIT_MS)
+        send(qtbot, window, "Hello from the window")  # queued behind the client on the engine thread
+        wait_idle(qtbot, window)
+        asking.join(60)
+        assert results["server"][-1] == "length"
+        assert "Hello from the window" in window.transcript.toPlainText()
+        qtbot.waitUntil(lambda: indicator.text() == f"Serving at {url}", timeout=WAIT_MS)
+    finally:
+        _click(qtbot, page.switch)
+    assert not indicator.isVisible()
+    qtbot.waitUntil(lambda: not _listening(port), timeout=WAIT_MS)
+    dialog.close()
+

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QMainWindow,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.history import HistoryStore
 
@@ -40,6 +47,8 @@ class SettingsDialog(QDialog):
         self.appearance_page = AppearancePage(prefs)
         self.data_page = DataPage(store)
         self.server_page = ServerPage(bridge)  # bridge: the app's engine, which the server shares
+        if isinstance(parent, QMainWindow) and self.server_page.indicator is not None:
+            parent.statusBar().addPermanentWidget(self.server_page.indicator)  # the window shows it
         self.tabs = named(QTabWidget(), "Settings pages")
         for page, title in ((self.models_page, "Models"), (self.generation_page, "Generation"),
                             (self.appearance_page, "Appearance"), (self.data_page, "Data"),

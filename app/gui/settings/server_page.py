@@ -94,11 +94,32 @@ class AppServer(QObject):
         self.changed.emit()
 
 
+class ServerIndicator(QLabel):
+    """For the main window's status bar: the server's address while it is on, and when it is
+    answering a client (hidden while off)."""
+
+    def __init__(self, server: AppServer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        plain(self)
+        named(self, "Server status")
+        self.server = server
+        server.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        url = self.server.url
+        self.setVisible(bool(url))
+        busy = self.server.served.active
+        self.setText(f"Serving at {url}" + (f"; answering {busy} client(s)" if busy else ""))
+
+
 class ServerPage(QWidget):
     def __init__(self, bridge: EngineBridge | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self.server = AppServer(bridge, self) if bridge is not None else None
+        # The main window puts this in its status bar (see SettingsDialog).
+        self.indicator = ServerIndicator(self.server) if self.server is not None else None
         self.switch = named(QCheckBox("Serve the loaded model to other apps on this computer"),
                             "Local server", "OpenAI- and Ollama-compatible HTTP on 127.0.0.1")
         self.port = int_spin("Server port", 1024, 65535)
