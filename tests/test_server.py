@@ -484,6 +484,29 @@ def test_unknown_paths_and_methods_answer_in_the_protocols_shape(server):
     assert "/api/pull" in _ollama_error(httpx.post(f"{server.url}/api/pull", json={}), 404)
 
 
+def test_a_model_unloaded_while_a_request_waits_is_503_and_then_none_is_listed(llama2_chat):
+    from engine.engine import Engine
+
+    with Engine(prefill_step_size=64) as engine:
+        assert engine.load(llama2_chat).wait().finish_reason == "done"
+        served = ServedEngine(engine)
+        server = Server(served, "127.0.0.1", 0).start()
+        try:
+            url = f"{server.url}/v1/chat/completions"
+            body = {"model": MODEL, "messages": HELLO, "stream": True, "max_tokens": LONG, "temperature": 0}
+            with httpx.Client(timeout=TIMEOUT_S) as http, http.stream("POST", url, json=body) as first:
+                next(first.iter_lines())  # the first request holds the engine thread
+                unloading = engine.unload()  # queued after it; the next request queues after that
+                waiting = httpx.post(url, json={**body, "stream": False}, timeout=TIMEOUT_S)
+            assert unloading.wait().finish_reason == "done"
+            assert _openai_error(waiting, 503)["code"] == "model_not_loaded"
+            assert httpx.get(f"{server.url}/v1/models").json()["data"] == []
+            assert "no model" in _ollama_error(httpx.post(f"{server.url}/api/chat", json={
+                "model": MODEL, "messages": HELLO}), 503)
+        finally:
+            server.stop(timeout=10)
+
+
 # ---------------------------------------------------------------- keys, addresses, CORS
 
 

@@ -204,6 +204,9 @@ class Generation:
             event = await self._next()
             if isinstance(event, PromptReady):
                 self.ready = event
+            elif isinstance(event, Finished) and self.served.loaded is None:
+                raise ApiError(503, "Hearth has no model loaded right now; load one in Hearth first.",
+                               code="model_not_loaded")
             elif isinstance(event, Finished):
                 raise _refusal(event)
         if self.job.keep_whole and self.ready.dropped_messages:
