@@ -496,6 +496,35 @@ def test_a_messages_actions_show_on_hover_and_on_keyboard_focus(qtbot, window):
     assert QGuiApplication.clipboard().text() == "Something."
 
 
+def test_a_keyboard_user_moves_between_messages_and_edits_one(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Keys", settings={"temperature": 0.0, "max_tokens": 12})
+    first = store.add_user_message(conv.id, "First question")
+    answer = store.add_answer(conv.id, first.id, "First answer.", finish_reason="stop")
+    second = store.add_user_message(conv.id, "Second question", parent_id=answer.id)
+    store.add_answer(conv.id, second.id, "Second answer.", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Keys")
+    view = window.transcript
+    view.setFocus(Qt.FocusReason.TabFocusReason)
+    focused = view.quickWindow().activeFocusItem
+    for _ in range(3):  # from the last message, where the view ends, up to the first
+        QTest.keyClick(view, Qt.Key.Key_Up)
+    assert focused().objectName() == f"message:{first.id}"
+    assert item_named(message_item(view, first.id), "actions").opacity() == 1
+    while focused().objectName() != "edit":
+        QTest.keyClick(view, Qt.Key.Key_Tab)
+    QTest.keyClick(view, Qt.Key.Key_Space)
+    assert focused().objectName() == "editor"
+    QTest.keySequence(view, QKeySequence(QKeySequence.StandardKey.SelectAll))
+    QTest.keyClicks(view, "First question, reworded")
+    QTest.keyClick(view, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    wait_idle(qtbot, window)
+    edited, new_answer = store.active_path(conv.id)
+    assert edited.content == "First question, reworded" and store.siblings(edited.id) == [first.id, edited.id]
+    assert new_answer.content
+
+
 def _accessible_tree(interface, depth: int = 0):
     """(role, name, interface) of everything a screen reader finds under `interface`, shown or not
     ignored."""

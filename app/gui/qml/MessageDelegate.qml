@@ -29,6 +29,7 @@ FocusScope {
     width: ListView.view.width
     height: bubble.height + 38
     activeFocusOnTab: true
+    focus: ListView.isCurrentItem  // the keyboard's place in the list (Up, Down)
 
     Accessible.role: Accessible.ListItem
     Accessible.name: (isUser ? "You said: " : "Assistant said: ")

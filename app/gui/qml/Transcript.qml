@@ -26,11 +26,15 @@ Rectangle {
 
     SystemPalette { id: systemPalette; colorGroup: SystemPalette.Active }
 
+    // The current message (Up and Down move it; it shows its actions while the list has the
+    // keyboard focus) follows where the view is put.
     function scrollToEnd() {
+        list.currentIndex = list.count - 1
         list.positionViewAtEnd()
         following = true
     }
     function scrollToRow(row) {
+        list.currentIndex = row
         list.positionViewAtIndex(row, ListView.Beginning)
         following = list.atYEnd
     }
