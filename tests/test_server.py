@@ -228,6 +228,9 @@ def test_completions_continue_plain_text(client, engine_llama2, llama2_chat):
     assert reply.choices[0].finish_reason == direct.finish_reason
     streamed = client.completions.create(model=MODEL, prompt=prompt, stream=True, **GREEDY)
     assert "".join(c.choices[0].text for c in streamed) == direct.text
+    raw = ollama.Client(host=str(client.base_url).removesuffix("/v1/"), timeout=TIMEOUT_S).generate(
+        model=MODEL, prompt=prompt, raw=True, options={"temperature": 0, "num_predict": MAX_TOKENS})
+    assert raw.response == direct.text  # Ollama's raw mode: the same plain continuation
 
 
 def test_models_lists_the_loaded_model(client):
