@@ -26,6 +26,7 @@ from engine.sampling import SamplingSettings
 # Engine errors that are the request's fault (answered 400), by Finished.error_kind.
 REQUEST_ERRORS = frozenset({"PromptError", "ContextOverflow"})
 PLAIN_CACHE_KEY = "server-plain"
+NOT_LOADED = "Hearth has no model loaded right now; load one in Hearth first."
 
 
 class ApiError(Exception):
@@ -113,8 +114,7 @@ class ServedEngine:
                            param="model")
         loaded = self.loaded
         if loaded is None:
-            raise ApiError(503, "Hearth has no model loaded right now; load one in Hearth first.",
-                           code="model_not_loaded", param="model")
+            raise ApiError(503, NOT_LOADED, code="model_not_loaded", param="model")
         names = {loaded.info.name, loaded.info.ref, str(loaded.info.path)}
         if loaded.info.repo_id:
             names.add(loaded.info.repo_id)
@@ -205,8 +205,7 @@ class Generation:
             if isinstance(event, PromptReady):
                 self.ready = event
             elif isinstance(event, Finished) and self.served.loaded is None:
-                raise ApiError(503, "Hearth has no model loaded right now; load one in Hearth first.",
-                               code="model_not_loaded")
+                raise ApiError(503, NOT_LOADED, code="model_not_loaded")
             elif isinstance(event, Finished):
                 raise _refusal(event)
         if self.job.keep_whole and self.ready.dropped_messages:
