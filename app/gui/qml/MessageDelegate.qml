@@ -90,8 +90,7 @@ FocusScope {
                     text: [stats, mark, liveRate].filter(s => s.length > 0).join("  ·  ")
                     color: mark === "failed" || mark === "not answered" ? "#cf222e" : root.mutedColor
                     font.pixelSize: 12
-                    height: parent.children[0].height
-                    verticalAlignment: Text.AlignVCenter
+                    anchors.verticalCenter: parent.verticalCenter
                 }
             }
 
@@ -105,7 +104,6 @@ FocusScope {
                 wrapMode: TextEdit.Wrap
                 readOnly: true
                 selectByMouse: true
-                persistentSelection: false
                 color: root.textColor
                 selectionColor: root.selectedTint
                 selectedTextColor: root.textColor
