@@ -29,13 +29,14 @@ Rectangle {
     // The current message (Up and Down move it; it shows its actions while the list has the
     // keyboard focus) follows where the view is put.
     function scrollToEnd() {
-        list.currentIndex = list.count - 1
-        list.positionViewAtEnd()
         following = true
+        list.positionViewAtEnd()
+        list.currentIndex = list.count - 1
     }
     function scrollToRow(row) {
-        list.currentIndex = row
+        following = false  // before positioning: a height settling meanwhile must not pull to the end
         list.positionViewAtIndex(row, ListView.Beginning)
+        list.currentIndex = row
         following = list.atYEnd
     }
     function delegateAt(row) {
