@@ -98,6 +98,7 @@ def write_gguf(
     name: str = "tiny-llama",
     architecture: str = "llama",
     tokenizer_model: str | None = None,
+    pre: str | None = None,
     chat_template: bool = True,
     drop: tuple[str, ...] = (),
     extra_tensors: dict[str, np.ndarray] | None = None,
@@ -107,13 +108,13 @@ def write_gguf(
 
     tensor_type: the GGML type of every 2-D tensor ("F32", "F16", "Q8_0", "Q4_0", ...); types
     overrides it per GGUF tensor name ("Q8_1" writes blocks gguf cannot dequantize).
-    tokenizer_model overrides tokenizer.ggml.model; chat_template=False leaves the template out
+    tokenizer_model overrides tokenizer.ggml.model, pre tokenizer.ggml.pre; chat_template=False leaves the template out
     (as TheBloke's Llama 2 files did); drop leaves tensors out (e.g. "output.weight");
     raw_tensors replaces tensors by (type name, blocks) given as they are."""
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     writer = gguf.GGUFWriter(str(dest), architecture)
     _add_hparams(writer, config, name)
-    _add_vocab(writer, folder, tokenizer_model, chat_template)
+    _add_vocab(writer, folder, tokenizer_model, pre, chat_template)
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     for mlx_name, values in sorted(source_weights(folder).items()):
         target = gguf_name(mlx_name)
@@ -157,12 +158,14 @@ def _add_hparams(writer: gguf.GGUFWriter, config: dict, name: str) -> None:
     writer.add_rope_freq_base(config["rope_theta"])
 
 
-def _add_vocab(writer: gguf.GGUFWriter, folder: Path, tokenizer_model: str | None, chat_template: bool) -> None:
+def _add_vocab(
+    writer: gguf.GGUFWriter, folder: Path, tokenizer_model: str | None, pre: str | None, chat_template: bool
+) -> None:
     spm = (folder / "tokenizer.model").is_file()
     vocab = gguf.vocab.SentencePieceVocab(folder) if spm else gguf.vocab.BpeVocab(folder)
     tokens, scores, toktypes = zip(*vocab.all_tokens(), strict=True)
     writer.add_tokenizer_model(tokenizer_model or ("llama" if spm else "gpt2"))
-    writer.add_tokenizer_pre("default" if spm else "llama-bpe")
+    writer.add_tokenizer_pre(pre or ("default" if spm else "llama-bpe"))
     writer.add_token_list(list(tokens))
     if spm:
         writer.add_token_scores(list(scores))

@@ -178,15 +178,18 @@ class Metadata:
         self.fields = reader.fields
         self.file_name = path.name
         self.stem = path.stem
+        self._values: dict[str, Any] = {}  # decoded once: a vocabulary is 100,000+ strings
 
     def get(self, key: str, default: Any = None) -> Any:
         field = self.fields.get(key)
         if field is None:
             return default
-        try:
-            return field.contents()
-        except (UnicodeDecodeError, ValueError, IndexError) as exc:
-            raise ConversionError(f"{self.file_name} has unreadable metadata {key}: {exc}") from exc
+        if key not in self._values:
+            try:
+                self._values[key] = field.contents()
+            except (UnicodeDecodeError, ValueError, IndexError) as exc:
+                raise ConversionError(f"{self.file_name} has unreadable metadata {key}: {exc}") from exc
+        return self._values[key]
 
     def require(self, key: str) -> Any:
         value = self.get(key)

@@ -138,7 +138,9 @@ PRE_TOKENIZERS: dict[str, PreTokenizer] = {
     "qwen35": PreTokenizer((QWEN35,)),
     "poro-chat": PreTokenizer((SENTENCE_PUNCTUATION,)),
     **dict.fromkeys(("bloom", "gpt3-finnish"), _SENTENCES),
-    **dict.fromkeys(("glm4", "chatglm-bpe"), PreTokenizer((LLAMA3,), clean_spaces=True, bos_allowed=False)),
+    "chatglm-bpe": PreTokenizer((LLAMA3,), clean_spaces=True, bos_allowed=False),
+    **dict.fromkeys(("glm4", "glm5"),
+                    PreTokenizer((LLAMA3,), ignore_merges=True, clean_spaces=True, bos_allowed=False)),
     "viking": PreTokenizer((SENTENCE_PUNCTUATION, r"\p{N}")),
     "tekken": PreTokenizer((TEKKEN,), ignore_merges=True, add_bos=True),
     "chameleon": PreTokenizer(
@@ -161,7 +163,7 @@ PRE_TOKENIZERS: dict[str, PreTokenizer] = {
 # Names llama.cpp knows whose tokenizers cannot be rebuilt as byte-level BPE, and why.
 UNSUPPORTED: dict[str, str] = {
     **dict.fromkeys(
-        ("gemma4", "granite-embed-multi-311m", "sarvam-moe"),
+        ("gemma4", "granite-embed-multi-311m", "sarvam-moe", "mmbert"),
         "merges raw UTF-8 text sentencepiece-style rather than bytes",
     ),
     "kimi-k2": "splits Chinese text with custom code in llama.cpp that no regex reproduces",

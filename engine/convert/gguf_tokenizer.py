@@ -185,7 +185,7 @@ def pre_tokenizer_for(meta: Metadata) -> tuple[str, PreTokenizer]:
 def byte_level_tokenizer_json(meta: Metadata, pre: PreTokenizer) -> str:
     """tokenizer.json for a 'gpt2' GGUF vocabulary: byte-level BPE from its tokens and merges, split
     as pre says, with the file's control tokens special and BOS/EOS added as llama.cpp adds them."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, decoders, models
 
     tokens, types = _vocabulary(meta)
     merges = [tuple(m.split(" ", 1)) for m in meta.require("tokenizer.ggml.merges")]
@@ -194,10 +194,7 @@ def byte_level_tokenizer_json(meta: Metadata, pre: PreTokenizer) -> str:
         raise ConversionError(f"The tokenizer of {meta.file_name} lists some tokens twice, so it "
                               f"cannot be rebuilt.")
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre.ignore_merges))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(split), behavior="isolated") for split in pre.splits]
-        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    )
+    tokenizer.pre_tokenizer = split_pre_tokenizer(pre)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
                                   for i, t in enumerate(types) if t == CONTROL])
@@ -206,6 +203,17 @@ def byte_level_tokenizer_json(meta: Metadata, pre: PreTokenizer) -> str:
                           for i, t in enumerate(types) if t == USER_DEFINED])
     _set_post_processor(tokenizer, *_bos_eos(meta, pre, tokens))
     return tokenizer.to_str()
+
+
+def split_pre_tokenizer(pre: PreTokenizer) -> Any:
+    """pre's regexes as a Hugging Face pre-tokenizer: each splits every piece, keeping its matches
+    and the text between them as pieces (llama.cpp's unicode_regex_split), then bytes to symbols."""
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(split), behavior="isolated") for split in pre.splits]
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
 
 
 def _bos_eos(meta: Metadata, pre: PreTokenizer, tokens: list[str]) -> tuple[str | None, str | None]:
