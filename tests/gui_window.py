@@ -124,7 +124,8 @@ def _body(item):
     return next(i for i in items(item) if i.objectName() == "body")
 
 
-def _shown_text(text_item) -> str:
+def shown_text(text_item) -> str:
+    """The text a Qt Quick TextEdit shows, as plain text."""
     length = text_item.property("length")
     return QMetaObject.invokeMethod(text_item, "getText", Q_RETURN_ARG("QString"), Q_ARG("int", 0),
                                     Q_ARG("int", length))
@@ -141,7 +142,7 @@ def click_text(view, message_id: str, text: str, after: str | None = None, doubl
     the first after the text `after`."""
     body = _body(message_item(view, message_id))
     _settle(view)
-    shown = _shown_text(body)
+    shown = shown_text(body)
     start = shown.index(after) + len(after) if after else 0
     offset = shown.index(text, start)
     point = _text_point(body, offset + 1)
@@ -157,7 +158,7 @@ def in_view(view, text: str) -> bool:
         if item is None or not item.isVisible():
             continue
         for text_item in (i for i in items(item) if i.objectName() in ("body", "branch") and i.isVisible()):
-            shown = _shown_text(text_item) if text_item.objectName() == "body" else text_item.property("text")
+            shown = shown_text(text_item) if text_item.objectName() == "body" else text_item.property("text")
             if text not in shown:
                 continue
             top = text_item.mapToItem(messages, QPointF(0, 0)).y()

@@ -13,11 +13,13 @@ from gui_window import (
     click_text,
     in_view,
     item_named,
+    items,
     menu_action,
     message_item,
     scroll_to_top,
     send,
     set_default_sampling,
+    shown_text,
     wait_idle,
     window_fixture,  # noqa: F401 - the `window` fixture
 )
@@ -523,6 +525,21 @@ def test_a_keyboard_user_moves_between_messages_and_edits_one(qtbot, window):
     edited, new_answer = store.active_path(conv.id)
     assert edited.content == "First question, reworded" and store.siblings(edited.id) == [first.id, edited.id]
     assert new_answer.content
+
+
+def test_markup_in_messages_shows_as_text(qtbot, window):
+    store = window.store
+    conv = store.create_conversation(title="Markup")
+    question = store.add_user_message(conv.id, "Is <i>this</i> **bold**?")
+    answer = store.add_answer(conv.id, question.id, "Try <script>alert('x')</script>, <b>not bold</b> and "
+                              "[a link](javascript:alert(1)).", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Markup")
+    view = window.transcript
+    [user_text] = [shown_text(i) for i in items(message_item(view, question.id)) if i.objectName() == "body"]
+    assert user_text == "Is <i>this</i> **bold**?"  # a user's message is shown exactly as typed
+    [answer_text] = [shown_text(i) for i in items(message_item(view, answer.id)) if i.objectName() == "body"]
+    assert answer_text == "Try <script>alert('x')</script>, <b>not bold</b> and [a link](javascript:alert(1))."
 
 
 def _accessible_tree(interface, depth: int = 0):
