@@ -542,6 +542,39 @@ def test_markup_in_messages_shows_as_text(qtbot, window):
     assert answer_text == "Try <script>alert('x')</script>, <b>not bold</b> and [a link](javascript:alert(1))."
 
 
+def test_the_dark_setting_reaches_the_transcript_and_its_code(qtbot, window):
+    from PySide6.QtGui import QColor, QTextCursor
+
+    from app.gui import markdown
+
+    store = window.store
+    conv = store.create_conversation(title="Night")
+    question = store.add_user_message(conv.id, "Code, please")
+    answer = store.add_answer(conv.id, question.id, "```python\nprint('night')\n```", finish_reason="stop")
+    window.sidebar.refresh()
+    click_row(window, "Night")
+    view = window.transcript
+
+    def code_background() -> str:
+        body = item_named(message_item(view, answer.id), "body")
+        wrapper = body.property("textDocument")  # its document's Python handle lives as long as it
+        cursor = QTextCursor(wrapper.textDocument().find("print"))
+        return cursor.currentTable().format().background().color().name()
+
+    assert code_background() == markdown.LIGHT.code_bg
+    menu_action(window, "Settings…").trigger()
+    page = window._settings_dialog.appearance_page
+    page.theme.setFocus()
+    while page.theme.currentData() != "dark":
+        QTest.keyClick(page.theme, Qt.Key.Key_Down)
+    window._settings_dialog.close()
+    qtbot.waitUntil(lambda: code_background() == markdown.DARK.code_bg, timeout=WAIT_MS)  # the palette event
+    body = item_named(message_item(view, answer.id), "body")
+    assert QColor(body.property("color")).lightness() > 180  # light text on the dark list
+    assert QColor(view.rootObject().property("color")).lightness() < 80
+    window.prefs.set("appearance/theme", "system")
+
+
 def _accessible_tree(interface, depth: int = 0):
     """(role, name, interface) of everything a screen reader finds under `interface`, shown or not
     ignored."""

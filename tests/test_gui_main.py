@@ -204,21 +204,20 @@ def test_a_long_conversation_opens_with_its_latest_messages(qtbot, window):
 
 
 def _streamed_documents(view):
-    """The QTextDocuments the answer being written shows (its finished blocks and its tail)."""
+    """The QQuickTextDocuments of what the answer being written shows (its finished blocks and its
+    tail); each one's textDocument() handle lives as long as it does."""
     from gui_window import items
 
     item = view.message_item(len(view.shown_messages()))
-    shown = [i for i in items(item) if i.objectName() in ("piece", "tail") and i.isVisible()]
-    wrappers = [i.property("textDocument") for i in shown]  # each owns its document's Python handle
-    _streamed_documents.kept = wrappers
-    return [wrapper.textDocument() for wrapper in wrappers]
+    return [i.property("textDocument") for i in items(item) if i.objectName() in ("piece", "tail") and i.isVisible()]
 
 
 def _highlighted(documents, word: str) -> bool:
     """Whether `word` shows in a colour of its own (Pygments' highlighting), not the text's."""
     from PySide6.QtGui import QTextCursor
 
-    for document in documents:
+    for wrapper in documents:
+        document = wrapper.textDocument()
         found = document.find(word)
         if not found.isNull():
             cursor = QTextCursor(document)
@@ -254,7 +253,7 @@ def test_a_streamed_answer_shows_its_markdown_while_it_streams(qtbot, window):
     _send(qtbot, window, "Show me code")
     qtbot.waitUntil(lambda: _highlighted(_streamed_documents(view), "def"), timeout=WAIT_MS)
     assert window.chat.busy and view.streaming
-    shown = "".join(document.toPlainText() for document in _streamed_documents(view))
+    shown = "".join(wrapper.textDocument().toPlainText() for wrapper in _streamed_documents(view))
     assert "some code" in shown and "**" not in shown and "```" not in shown and "That is all" in shown
     streaming_row = len(view.shown_messages())  # after the question: the answer being written
     assert changed_rows and set(changed_rows) == {(streaming_row, streaming_row)}  # no other row re-laid out
