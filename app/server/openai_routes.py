@@ -69,6 +69,7 @@ class OpenAIEndpoints:
         body = await read_json_object(request)
         model = self.served.check_model(body.get("model"))
         prompt = _prompt(body.get("prompt"))
+        whole(body, "n", 1, 1)
         job = Job([{"role": "user", "content": prompt}], _sampling(body), prompt_format="plain",
                   continue_answer=True, keep_whole=True)
         return await self._reply(request, body, job, _CompletionShape(model))
@@ -225,6 +226,7 @@ def _prompt(value: Any) -> str:
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """Fields whose answer Hearth cannot honour are refused, not silently ignored."""
+    whole(body, "n", 1, 1)  # one answer per request
     if body.get("tools") or body.get("functions"):
         raise ApiError(400, "Hearth's server does not support tools or function calling.", param="tools")
     response_format = body.get("response_format")
@@ -234,7 +236,6 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 
 
 def _sampling(body: dict[str, Any]):
-    whole(body, "n", 1, 1)  # one answer per request
     max_tokens = whole(body, "max_completion_tokens", 1) or whole(body, "max_tokens", 1)
     return sampling(
         temperature=number(body, "temperature", 0, 2),
