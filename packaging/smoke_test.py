@@ -25,6 +25,8 @@ Qt thread can still end in status 0):
   gui-catalog  the window gets the catalog's Llama 2 7B Chat entry (a GGUF file, served by the
              test Hub on 127.0.0.1) as its Download buttons do: downloaded, converted and registered
              in the child process, then loaded and answering
+  serve      `hearth serve MODEL --port 0` (Starlette on uvicorn, bundled): /v1/models lists the
+             model and /v1/chat/completions answers; Ctrl-C stops it with status 0
   broken     a hard-linked copy of the build without libmlx: --selfcheck exits 1 with the
              "Hearth cannot run models" paragraph, and the GUI shows the error dialog and exits 1
              instead of opening a window
@@ -250,6 +252,43 @@ def check_gui_catalog(r: Runner, gguf_file: Path, scratch: Path) -> str:
             f"{seconds.get('answered')} s")
 
 
+def check_serve(r: Runner, model: Path) -> str:
+    import re
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen([str(r.exe), "serve", str(model), "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=r.env, cwd=r.cwd,
+                               stdin=subprocess.DEVNULL)
+    try:
+        url = None
+        deadline = time.monotonic() + 120
+        while url is None and time.monotonic() < deadline and process.poll() is None:
+            line = process.stderr.readline()
+            found = re.search(r"at (http://127\.0\.0\.1:\d+)/v1", line)
+            url = found.group(1) if found else None
+        _expect(url is not None, "hearth serve never said where it listens")
+        with urllib.request.urlopen(f"{url}/v1/models", timeout=30) as reply:
+            listed = [m["id"] for m in json.loads(reply.read())["data"]]
+        body = json.dumps({"model": listed[0], "max_tokens": MAX_TOKENS, "temperature": 0,
+                           "messages": [{"role": "user", "content": "Hello"}]}).encode()
+        request = urllib.request.Request(f"{url}/v1/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            answer = json.loads(reply.read())
+        _expect(answer["usage"]["completion_tokens"] == MAX_TOKENS, f"unexpected answer {answer}")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            status = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            status = "killed"
+    _expect(status == 0, f"hearth serve ended with status {status} after Ctrl-C")
+    return (f"served {listed[0]} at {url}: {answer['usage']['completion_tokens']} tokens, "
+            f"finish_reason {answer['choices'][0]['finish_reason']}; Ctrl-C: status 0")
+
+
 def _hardlink_copy(src: Path, dst: Path) -> None:
     def link(s, d):
         try:
@@ -328,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     step("gguf", check_gguf, r, gguf_file)
     step("library", check_library, r, models["spm_legacy"])
     step("self-test", check_self_test, r, models["spm_legacy"])
+    step("serve", check_serve, r, models["spm_legacy"])
     if not args.skip_gui:
         step("gui", check_gui, r)
         dropped = scratch / "models" / "dropped" / "tiny-dropped.Q8_0.gguf"
