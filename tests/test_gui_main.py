@@ -10,10 +10,18 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from gui_window import WAIT_MS, window_fixture  # noqa: F401 - the `window` fixture
+from gui_window import (
+    WAIT_MS,
+    click_action,
+    click_show_earlier,
+    scroll_to_top,
+    window_fixture,  # noqa: F401 - the `window` fixture
+)
 from gui_window import send as _send
 from gui_window import wait_idle as _wait_idle
 from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtTest import QTest
 
 from engine.history import HistoryStore
 from engine.sampling import SamplingSettings
@@ -65,14 +73,18 @@ def test_regenerate_edit_and_branch_arrows(qtbot, window):
     store, conv = window.store, window.chat.conversation_id
     user, first = store.active_path(conv)
     window.chat.sampling = SamplingSettings(temperature=1.0, max_tokens=8, seed=2)
-    window.transcript.actionRequested.emit("regenerate", first.id, 0)
+    view = window.transcript
+    click_action(view, first.id, "regenerate")
     _wait_idle(qtbot, window)
     second = store.active_path(conv)[-1]
     assert store.siblings(second.id) == [first.id, second.id] and second.content != first.content
-    assert "2/2" in window.transcript.toPlainText()
-    window.transcript.actionRequested.emit("prev", second.id, 0)
-    assert store.active_path(conv)[-1].id == first.id and "1/2" in window.transcript.toPlainText()
-    window.chat.edit(user.id, new_text="An edited question")
+    assert "2/2" in view.toPlainText()
+    click_action(view, second.id, "prev")
+    assert store.active_path(conv)[-1].id == first.id and "1/2" in view.toPlainText()
+    click_action(view, user.id, "edit")
+    QTest.keySequence(view, QKeySequence(QKeySequence.StandardKey.SelectAll))
+    QTest.keyClicks(view, "An edited question")
+    click_action(view, user.id, "save")
     _wait_idle(qtbot, window)
     edited_user, edited_answer = store.active_path(conv)
     assert edited_user.content == "An edited question" and store.siblings(edited_user.id) == [user.id, edited_user.id]
@@ -198,7 +210,8 @@ def test_a_long_conversation_opens_with_its_latest_messages(qtbot, window):
     window.chat.open(conv.id)
     text = window.transcript.toPlainText()
     assert "Show 50 earlier messages" in text and "answer 149" in text and "question 48" not in text
-    window.transcript.actionRequested.emit("more", "", 0)
+    scroll_to_top(window.transcript)
+    click_show_earlier(window.transcript)
     text = window.transcript.toPlainText()
     assert "question 0" in text and "Show 50 earlier" not in text
 
