@@ -162,6 +162,17 @@ def test_conversation_list_model_passes_the_model_tester(qtmodeltester, qtbot, w
     qtmodeltester.check(window.sidebar.model)
 
 
+def test_the_transcript_models_pass_the_model_tester(qtmodeltester, qtbot, window):
+    _send(qtbot, window, "hello")
+    _wait_idle(qtbot, window)
+    qtmodeltester.check(window.transcript.model)
+    window.transcript.begin_answer()  # as an answer starts: its row, and its pieces as they finish
+    window.transcript.append_text("A paragraph.\n\nAnother one", 4)
+    window.transcript.model.render_stream()
+    qtmodeltester.check(window.transcript.model)
+    qtmodeltester.check(window.transcript.model.pieces)
+
+
 def test_every_control_has_an_accessible_name(qtbot, window):
     from PySide6.QtWidgets import (
         QAbstractButton,
