@@ -498,6 +498,29 @@ def test_a_messages_actions_show_on_hover_and_on_keyboard_focus(qtbot, window):
     assert QGuiApplication.clipboard().text() == "Something."
 
 
+def test_an_edit_in_progress_survives_the_answer_ending_and_a_chat_switch(qtbot, window):
+    set_default_sampling(window, temperature=0.0, max_tokens=1500)
+    send(qtbot, window, "Tell me about bread")
+    qtbot.waitUntil(lambda: len(window.transcript.streamed_text()) > 10, timeout=WAIT_MS)
+    conv = window.chat.conversation_id
+    view = window.transcript
+    question = window.store.active_path(conv)[0]
+    click_action(view, question.id, "edit")
+    QTest.keyClicks(view, " and butter")
+    wait_idle(qtbot, window)  # the answer ends: the list is rebuilt with it
+    editor = item_named(message_item(view, question.id), "editor")
+    assert editor is not None and editor.property("text") == "Tell me about bread and butter"
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    click_row(window, "Tell me about bread")
+    editor = item_named(message_item(view, question.id), "editor")
+    assert editor is not None and editor.property("text") == "Tell me about bread and butter"
+    set_default_sampling(window, temperature=0.0, max_tokens=12)
+    window.chat.set_sampling(window.prefs.sampling())
+    click_action(view, question.id, "save")
+    wait_idle(qtbot, window)
+    assert window.store.active_path(conv)[0].content == "Tell me about bread and butter"
+
+
 def test_a_keyboard_user_moves_between_messages_and_edits_one(qtbot, window):
     store = window.store
     conv = store.create_conversation(title="Keys", settings={"temperature": 0.0, "max_tokens": 12})

@@ -52,6 +52,17 @@ FocusScope {
         editor.forceActiveFocus()
         editor.cursorPosition = editor.length
     }
+    function stopEditing() {
+        editing = false
+        delete root.drafts[messageId]
+    }
+    Component.onCompleted: {
+        const draft = root.drafts[messageId]
+        if (isUser && draft !== undefined) {
+            editing = true
+            editor.text = draft
+        }
+    }
 
     HoverHandler { id: hover }
 
@@ -172,6 +183,7 @@ FocusScope {
                         else event.accepted = false
                     }
                     Keys.onEscapePressed: cancelButton.clicked()
+                    onTextChanged: if (message.editing) root.drafts[messageId] = text
                 }
             }
             Row {
@@ -183,8 +195,9 @@ FocusScope {
                     text: "Save and send"
                     Accessible.ignored: !editing
                     onClicked: {
-                        message.editing = false
-                        root.editSubmitted(messageId, editor.text)
+                        const text = editor.text
+                        message.stopEditing()
+                        root.editSubmitted(messageId, text)
                     }
                 }
                 ActionButton {
@@ -192,7 +205,7 @@ FocusScope {
                     objectName: "cancel"
                     text: "Cancel"
                     Accessible.ignored: !editing
-                    onClicked: message.editing = false
+                    onClicked: message.stopEditing()
                 }
             }
         }

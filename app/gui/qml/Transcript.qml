@@ -13,6 +13,9 @@ Rectangle {
     property int earlier: 0            // messages before the first row, behind "Show earlier"
     property real readingWidth: 760    // a comfortable line length for prose
     property bool following: true      // at the bottom: stay there while the answer grows
+    // Messages being edited, by id: what is typed survives the list being rebuilt (an answer ends,
+    // another chat is opened and this one again) and a delegate scrolled away and back.
+    property var drafts: ({})
 
     readonly property color textColor: systemPalette.text
     readonly property color mutedColor: dark ? "#8b949e" : "#59636e"
