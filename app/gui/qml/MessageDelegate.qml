@@ -1,7 +1,6 @@
 // One message: who wrote it, its text (an answer as rendered Markdown, live while it streams),
 // its figures, and its actions (shown on hover or keyboard focus).
 import QtQuick
-import QtQuick.Controls.Basic
 
 FocusScope {
     id: message
