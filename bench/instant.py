@@ -109,7 +109,7 @@ def measure(model: Path, conversation: list[dict], short: list[dict], label: str
             runs["none"].append(_generate(model, follow, empty_home))
             shutil.rmtree(empty_home, ignore_errors=True)
             runs["short"].append(_generate(model, short, empty_home))
-        save_s, identity_s = _save_and_identity_times(model, conversation)
+        save_s, load_s, identity_s = _save_and_identity_times(model, conversation)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -132,10 +132,11 @@ def measure(model: Path, conversation: list[dict], short: list[dict], label: str
     row("  greedy answers identical, disk and none", str(same))
     row("  disk bytes per cached token", f"{bytes_per_token:,.0f}")
     row(f"  save time for {len(cached_ids):,} tokens (ms)", f"{save_s * 1e3:.0f}")
+    row(f"  load time for {len(cached_ids):,} tokens (ms, in TTFT disk)", f"{load_s * 1e3:.0f}")
     row("  start-up cost added: model identity (ms)", f"{identity_s * 1e3:.1f}")
     return {"ttft_ms": {k: v * 1e3 for k, v in ttft.items()}, "vs_none": vs_none, "vs_short": vs_short,
             "sources": sources, "same_answers": same, "bytes_per_token": bytes_per_token,
-            "cached_tokens": len(cached_ids), "save_ms": save_s * 1e3, "identity_ms": identity_s * 1e3,
+            "cached_tokens": len(cached_ids), "save_ms": save_s * 1e3, "load_ms": load_s * 1e3, "identity_ms": identity_s * 1e3,
             "prompt_tokens": disk["prompt_tokens"], "reused_tokens": disk["reused_tokens"]}
 
 
@@ -145,9 +146,9 @@ def _metadata(path: Path) -> dict[str, str]:
     return _read_metadata(path)
 
 
-def _save_and_identity_times(model: Path, conversation: list[dict]) -> tuple[float, float]:
-    """Time to write the conversation's cache (in-process, on the engine thread), and to compute the
-    model's identity, the one thing the disk cache adds to loading a model."""
+def _save_and_identity_times(model: Path, conversation: list[dict]) -> tuple[float, float, float]:
+    """Time to write the conversation's cache and to read it back (in-process, on the engine thread),
+    and to compute the model's identity, the one thing the disk cache adds to loading a model."""
     from engine import disk_cache
     from engine.engine import Engine
     from engine.generation import GenerationRequest
@@ -169,13 +170,24 @@ def _save_and_identity_times(model: Path, conversation: list[dict]) -> tuple[flo
             tic = time.perf_counter()
             engine.leave("bench").wait()
             save_s = time.perf_counter() - tic
+            load_s = engine.run(lambda _loaded: _timed_load(engine.disk)).result(600)
     finally:
         if old is None:
             os.environ.pop("HEARTH_HOME", None)
         else:
             os.environ["HEARTH_HOME"] = old
         shutil.rmtree(home, ignore_errors=True)
-    return save_s, identity_s
+    return save_s, load_s, identity_s
+
+
+def _timed_load(disk) -> float:
+    import mlx.core as mx
+
+    (saved,) = disk.saved()
+    tic = time.perf_counter()
+    cache = disk.load(saved)
+    mx.eval([layer.state for layer in cache])
+    return time.perf_counter() - tic
 
 
 def smollm2_folder() -> Path:
