@@ -49,10 +49,32 @@ def test_two_processes_importing_one_file_both_end_with_one_model(gguf_file, hea
     stages = [[s["stage"] for s in _steps(err)] for _out, err in results]
     converted = [s for s in stages if "converting" in s]
     assert len(converted) == 1  # one process converted; the other waited, then found the model
-    waited = next(s for s in stages if "converting" not in s)
-    assert waited[0] == "waiting" and waited[-1] == "registering"
+    other = next(s for s in stages if "converting" not in s)
+    assert other[0] in ("waiting", "registering") and other[-1] == "registering"  # waited, or came after
     models = hearth_home / "data" / "models"
     assert sorted(p.name for p in models.iterdir()) == ["tiny-llama-2-chat.F16"]  # no staging debris
+
+
+def test_a_process_waits_while_another_holds_the_request_and_says_so(gguf_file, hearth_home):
+    """The lock a second process would find: held here, deterministically, while a real one starts."""
+    from filelock import FileLock
+
+    request = Request(str(gguf_file))
+    locks = hearth_home / "data" / "locks"
+    locks.mkdir(parents=True)
+    lock = FileLock(str(locks / f"acquire-{request.key}.lock"))
+    lock.acquire()
+    env = dict(os.environ, HEARTH_HOME=str(hearth_home))
+    process = _start(env, "import", str(gguf_file))
+    try:
+        first = json.loads(process.stderr.readline())
+    finally:
+        lock.release()
+    assert first["stage"] == "waiting"
+    assert "Another Hearth window or process is getting tiny-llama-2-chat.F16.gguf" in first["message"]
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "converting" in [s["stage"] for s in _steps(err)]  # once the lock was free, it did the work
 
 
 def test_the_same_request_again_is_answered_at_once(gguf_file, hearth_home):
