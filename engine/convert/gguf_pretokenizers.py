@@ -9,7 +9,10 @@ the form transformers' GGUF loader and the models' own tokenizer.json files use.
 
 Where llama.cpp rewrote a model's regex because C++'s std::regex lacks a feature (case-insensitive
 groups, Unicode letter categories), the model's original regex is used here: the `tokenizers`
-library runs it as the model's own tokenizer does. The other settings follow llama.cpp too:
+library runs it as the model's own tokenizer does. Checked against llama.cpp's own ids for every
+name (tests/test_gguf_tokenizers.py): they agree except where llama.cpp's rewrite drops combining
+marks from words (GPT-4o, Tekken) or cannot tell case apart (Youtu, Tiny Aya).
+The other settings follow llama.cpp too:
 `ignore_merges` (a word that is a whole token is taken as is), whether BOS is added when the file
 does not say, and whether decoding cleans up spaces.
 """

@@ -232,12 +232,14 @@ def _set_post_processor(tokenizer: Any, bos: str | None, eos: str | None) -> Non
 
     if bos is None and eos is None:
         return
-    def sequence(part: str, type_id: int) -> str:
-        return " ".join(s for s in (bos and f"{bos}:{type_id}", f"{part}:{type_id}", eos and f"{eos}:{type_id}") if s)
+
+    def around(text: str, type_id: int) -> str:  # e.g. "<s>:0 $A:0"
+        parts = (bos, text, eos)
+        return " ".join(f"{part}:{type_id}" for part in parts if part)
 
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=sequence("$A", 0),
-        pair=f"{sequence('$A', 0)} {sequence('$B', 1)}",
+        single=around("$A", 0),
+        pair=f"{around('$A', 0)} {around('$B', 1)}",
         special_tokens=[(t, tokenizer.token_to_id(t)) for t in dict.fromkeys((bos, eos)) if t],
     )
 
