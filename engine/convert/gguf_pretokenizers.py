@@ -157,6 +157,8 @@ PRE_TOKENIZERS: dict[str, PreTokenizer] = {
     "bailingmoe2": PreTokenizer((BAILINGMOE,)),
     "llada-moe": PreTokenizer((BAILINGMOE,)),
     "seed-coder": PreTokenizer((SEED_CODER,)),
+    # SuperBPE: digit runs split in threes from the right; the rest is merged across spaces.
+    "superbpe": PreTokenizer((r"\p{N}+", r"(?=(\d{3})+(?!\d))")),
     "ufakzeka": PreTokenizer((UFAKZEKA,)),
     "laguna": PreTokenizer(("[^\\n]+|[\\n]+", QWEN2)),
     "exaone-moe": PreTokenizer((EXAONE_MOE,), clean_spaces=True),
@@ -171,7 +173,6 @@ UNSUPPORTED: dict[str, str] = {
     ),
     "kimi-k2": "splits Chinese text with custom code in llama.cpp that no regex reproduces",
     "afmoe": "groups digits with custom code in llama.cpp that no regex reproduces",
-    "superbpe": "groups digits in threes from the right with a rule Hearth has not verified",
     **dict.fromkeys(
         ("whitespace", "jina-v1-en", "jina-v2-code", "roberta-bpe", "granite-embed-multi-97m"),
         "belongs to an embedding model, not a chat model",
