@@ -43,7 +43,7 @@ def vocab_dir() -> Path:
             return target
         downloads = root / "sdists"
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", "llama-cpp-python",
              SDIST, "-d", str(downloads)],
             check=True, timeout=900,
         )
