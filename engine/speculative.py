@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-DRAFT_TOKENS = 3  # ids checked per drafted pass (the pass feeds one more)
+DRAFT_TOKENS = 3  # ids checked per drafted pass at first (the pass feeds one more)
+MAX_DRAFT_TOKENS = 8  # after fully accepted drafts the length grows up to this; it shrinks after misses
 # The first drafted pass of an answer checks one id: where a pass over two ids costs two passes (MLX's
 # CPU backend) that is all the switch loses before it turns drafting off.
 TRIAL_DRAFT_TOKENS = 1
@@ -180,15 +181,15 @@ def lookup_generate_step(
         drafter.catch_up()
     fed = list(prompt[:-1])  # the ids processors see, as generate_step gives them
     last, produced = prompt[-1], 0
-    draftless = 0
+    draftless, size = 0, DRAFT_TOKENS
     while produced < max_tokens and not counts.switched_off:
         timed = produced > 0  # the first pass also finishes the prompt: not a decoding sample
         draft: list[int] = []
         tic = time.perf_counter()  # a drafted pass's time includes making the draft
         with mx.stream(generation_stream):
             if _drafting(counts, switch, draftless):
-                size = DRAFT_TOKENS if counts.drafted or not switch else TRIAL_DRAFT_TOKENS
-                draft = drafter.draft(min(size, max_tokens - produced - 1))
+                trial = switch and not counts.drafted
+                draft = drafter.draft(min(TRIAL_DRAFT_TOKENS if trial else size, max_tokens - produced - 1))
                 draftless = 0 if draft else draftless + 1
             out = _verify(model, cache, last, draft, fed, processors, sampler)
         elapsed = time.perf_counter() - tic
@@ -201,6 +202,7 @@ def lookup_generate_step(
         if draft:
             counts.proposed += len(draft)
             counts.accepted += len(out) - 1
+            size = _next_size(size, len(draft), len(out) - 1)
             counts.drafted.append((elapsed, len(draft) + 1, len(out)))
         elif timed:
             counts.plain_s.append(elapsed)
@@ -224,6 +226,13 @@ def lookup_generate_step(
             yield token, None
     finally:
         rest.close()
+
+
+def _next_size(size: int, proposed: int, accepted: int) -> int:
+    """Longer drafts while they are accepted whole (quoted passages), shorter after misses."""
+    if accepted == proposed:
+        return min(max(size, proposed) + 2, MAX_DRAFT_TOKENS)
+    return max(1, min(size, accepted + 1))
 
 
 def _drafting(counts: DraftCounts, switch: bool, draftless: int) -> bool:

@@ -206,3 +206,11 @@ def test_a_draft_model_with_drafts_kept_on_across_a_turn(engine_llama2, small_dr
 
     plain, drafted, counts = engine_llama2.run(work).result(120)
     assert drafted == plain and counts.proposed > 40
+
+
+def test_drafts_grow_while_accepted_whole_and_shrink_after_a_miss():
+    from engine.speculative import MAX_DRAFT_TOKENS, _next_size
+
+    assert _next_size(3, 3, 3) == 5 and _next_size(7, 7, 7) == MAX_DRAFT_TOKENS
+    assert _next_size(3, 1, 1) == 5  # after the one-id trial, the usual length and more
+    assert _next_size(8, 8, 2) == 3 and _next_size(5, 5, 0) == 1
