@@ -1,11 +1,13 @@
-"""Prompt-lookup speculative decoding, with a switch that measures whether it pays.
+"""Speculative decoding (prompt lookup, or a small draft model), with a switch that measures
+whether it pays.
 
 A draft is the few ids that followed the most recent earlier occurrence of the conversation's last
 n-gram (answers that quote or edit the prompt repeat long runs of it). One forward pass over the last
 id plus the draft checks them all: the model's own choice at each position is kept while it agrees
 with the draft, and its choice at the first disagreement is the next id. Greedy output is therefore
 the model's own; sampled output keeps its distribution, because a drafted id is accepted exactly when
-the model samples it (for a draft that is one fixed id, that is the speculative-sampling rule).
+the model samples it (for a draft that is one fixed id, that is the speculative-sampling rule). A
+draft model (ModelDrafter) drafts greedily, so the same holds.
 
 Whether it pays depends on the hardware: on Metal (and MLX's CUDA backend) a pass over k ids costs
 little more than one; on MLX's CPU backend it costs about k times one, so drafting can only lose.
@@ -36,7 +38,6 @@ MIN_DRAFTED_PASSES = 3  # drafted passes before acceptance decides
 # A drafted pass over k+1 ids costing more than this share of k+1 plain passes cannot pay enough to
 # cover the timing and synchronisation it needs, even if every drafted id is accepted.
 TOO_COSTLY = 0.8
-MODES = ("auto", "lookup", "off", "model")  # model: the draft model loaded beside the target
 
 
 @dataclass
