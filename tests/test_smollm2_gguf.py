@@ -116,12 +116,23 @@ def test_template_bos_and_eos_are_the_files(smollm2, smollm2_gguf):
     assert tokenizer.hf.encode("Hi") == tokenizer.hf.encode("Hi", add_special_tokens=False)
 
 
+def _upcast_halves(model) -> None:
+    """float16 parameters (the import's scales, biases and norms) to float32, exactly. MLX's CPU
+    backend computes float16 about 30 times slower than float32 (here: 115 s against 3.7 s for this
+    prompt), so both sides compute in float32; the quantized values are untouched."""
+    from mlx.utils import tree_map
+
+    model.update(tree_map(lambda a: a.astype(mx.float32) if a.dtype == mx.float16 else a,
+                          model.parameters()))
+
+
 def _bare_mlx_lm(folder: Path) -> tuple[list[int], list[int], str]:
     """Prompt ids, greedy answer ids and text from mlx-lm alone (run on the thread that loads)."""
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     model, tokenizer = load(str(folder))
+    _upcast_halves(model)
     prompt = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True)
     answer = []
     for response in stream_generate(model, tokenizer, prompt, max_tokens=ANSWER_TOKENS,
@@ -136,6 +147,7 @@ def test_chat_answers_paris_with_bare_mlx_lms_ids(smollm2):
     with Engine() as engine:
         bare_prompt, bare_answer, bare_text = engine.run(lambda _loaded: _bare_mlx_lm(smollm2)).result(timeout=300)
         assert engine.load(smollm2).wait(timeout=300).finish_reason == "done"
+        engine.run(lambda loaded: _upcast_halves(loaded.model)).result(timeout=60)
         request = GenerationRequest(QUESTION, SamplingSettings(temperature=0.0, max_tokens=ANSWER_TOKENS))
         finished = engine.generate(request).wait(timeout=300)
 
@@ -144,4 +156,5 @@ def test_chat_answers_paris_with_bare_mlx_lms_ids(smollm2):
     assert finished.error is None and finished.prompt_tokens == len(bare_prompt)
     # Hearth stops at EOS (<|im_end|>) and leaves it out of the text; mlx-lm counts it as a token.
     assert finished.token_ids == bare_answer[: len(finished.token_ids)]
+    assert len(finished.token_ids) >= len(bare_answer) - 1
     assert "Paris" in finished.text
