@@ -31,7 +31,7 @@ MAX_DRAFT_TOKENS = 8  # after fully accepted drafts the length grows up to this;
 # The first drafted pass of an answer checks one id: where a pass over two ids costs two passes (MLX's
 # CPU backend) that is all the switch loses before it turns drafting off.
 TRIAL_DRAFT_TOKENS = 1
-NGRAM_SIZES = (3, 2)  # the longest match first
+NGRAM_SIZES = (3, 2, 1)  # the longest match first; one id as the last resort (after an edit)
 PLAIN_SAMPLES = 2  # plain passes timed before the first drafted one
 DRAFTLESS_LIMIT = 8  # plain passes in a row without a draft before giving up on drafting
 MIN_DRAFTED_PASSES = 3  # drafted passes before acceptance decides
