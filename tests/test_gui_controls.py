@@ -214,6 +214,21 @@ def test_an_answer_goes_on_while_another_chat_is_open(qtbot, window):
     assert not window.transcript.streaming and "tok/s" in window.transcript.toPlainText()
 
 
+def test_leaving_a_chat_saves_its_cache_to_disk(qtbot, window):
+    """Issue 13: a conversation's KV cache goes to disk when the user leaves it, so coming back
+    (also after a restart, or from the terminal) reads only what is new."""
+    from engine import disk_cache
+
+    def saved() -> list:
+        return sorted(disk_cache.folder().glob(f"*{disk_cache.SUFFIX}"))
+
+    send(qtbot, window, "Remember this chat")
+    wait_idle(qtbot, window)
+    before = saved()
+    QTest.mouseClick(window.sidebar.new_button, LEFT)
+    qtbot.waitUntil(lambda: len(saved()) > len(before), timeout=WAIT_MS)
+
+
 # --- 6. Settings reach new chats at once, nothing leaks between chats ---
 
 def test_a_new_chat_starts_from_the_settings_defaults_not_the_chat_before(qtbot, window):

@@ -81,6 +81,10 @@ class EngineBridge(QObject):
     def unload(self) -> int:
         return self._track(lambda: self.engine.unload(on_event=self._event.emit))
 
+    def leave(self, conversation_id: str) -> int:
+        """The user left this conversation: the engine saves its cache to disk (off this thread)."""
+        return self._track(lambda: self.engine.leave(conversation_id, on_event=self._event.emit))
+
     def forget(self, conversation_id: str) -> int:
         return self._track(lambda: self.engine.forget(conversation_id, on_event=self._event.emit))
 

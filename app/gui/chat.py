@@ -210,7 +210,11 @@ class ChatController(QObject):
     # --- conversations ---
 
     def open(self, conversation_id: str | None) -> None:
-        """Show a conversation (None: a new, empty chat). An answer being written goes on."""
+        """Show a conversation (None: a new, empty chat). An answer being written goes on; the one
+        left has its KV cache saved to disk, so coming back to it (also after a restart) is quick."""
+        left = self.conversation_id
+        if left and left != conversation_id:
+            self.bridge.leave(left)
         self.conversation_id = conversation_id
         self.show_all = False
         self._load_settings()
