@@ -7,18 +7,15 @@ published pre-tokenizer for the tokenizer, and bare mlx-lm for the prompt and th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
-import pytest
 from tokenizers import Tokenizer
 
 from engine.convert.gguf_import import (
     NOTE_FILE,
     Metadata,
-    import_gguf,
     model_config,
     open_gguf,
     plan_tensors,
@@ -33,21 +30,6 @@ from engine.tokenizer import load_tokenizer
 LLAMA_CPP_IDS = Path(__file__).parent / "data" / "llama_cpp_pretokenizer_ids.json"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 ANSWER_TOKENS = 12
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory, smollm2_gguf) -> Path:
-    """The model as `hearth import` makes it, in a Hearth home of this module's own."""
-    home = tmp_path_factory.mktemp("smollm2-home")
-    previous = os.environ.get("HEARTH_HOME")
-    os.environ["HEARTH_HOME"] = str(home)
-    try:
-        return import_gguf(smollm2_gguf, "SmolLM2-135M-Instruct")
-    finally:
-        if previous is None:
-            del os.environ["HEARTH_HOME"]
-        else:
-            os.environ["HEARTH_HOME"] = previous
 
 
 def test_quantized_weights_are_taken_over_bit_for_bit(smollm2, smollm2_gguf):
