@@ -115,10 +115,64 @@ class TranscriptModel(QAbstractListModel):
     # --- whole conversations ---
 
     def set_messages(self, messages: list[MessageView]) -> None:
-        self.beginResetModel()
-        self._messages = list(messages)
+        """Show these messages. Another conversation (no message in common) resets the list; the
+        same one grown or changed (a send, an answer ended, a branch switched, the shown window
+        moved on) changes only the rows that differ, so the delegates of the others stay."""
+        new = list(messages)
+        shown = {m.id for m in self._messages if not m.streaming}
+        if not any(m.id in shown for m in new):
+            self.beginResetModel()
+            self._messages = new
+            self._stop_stream()
+            self.endResetModel()
+            return
+        self._align_first_rows(new)
+        head = _common_head(self._messages, new)
+        tail = _common_head(self._messages[head:][::-1], new[head:][::-1])
+        for row in range(head):
+            self._change_row(row, new[row])
+        old_middle = len(self._messages) - head - tail
+        new_middle = new[head:len(new) - tail]
+        if (old_middle and new_middle and self._messages[head + old_middle - 1].streaming
+                and new_middle[-1].role == "assistant"):
+            # The answer that was being written is now saved: the same row, now finished.
+            self._change_row(head + old_middle - 1, new_middle[-1])
+            old_middle, new_middle = old_middle - 1, new_middle[:-1]
+        self._remove_rows(head, old_middle)
+        self._insert_rows(head, new_middle)
+        for row in range(len(new) - tail, len(new)):
+            self._change_row(row, new[row])
         self._stop_stream()
-        self.endResetModel()
+
+    def _align_first_rows(self, new: list[MessageView]) -> None:
+        """When the shown part of a long conversation moved (a send drops its first row from the
+        last 100; "Show earlier" adds rows before it), drop or add rows at the top to match."""
+        if not self._messages or not new or self._messages[0].id == new[0].id:
+            return
+        old_ids = [m.id for m in self._messages]
+        if new[0].id in old_ids:
+            self._remove_rows(0, old_ids.index(new[0].id))
+            return
+        first = next((row for row, m in enumerate(new) if m.id == old_ids[0]), None)
+        if first is not None:
+            self._insert_rows(0, new[:first])
+
+    def _change_row(self, row: int, message: MessageView) -> None:
+        if self._messages[row] != message:
+            self._messages[row] = message
+            self.dataChanged.emit(self.index(row), self.index(row))
+
+    def _remove_rows(self, first: int, count: int) -> None:
+        if count > 0:
+            self.beginRemoveRows(QModelIndex(), first, first + count - 1)
+            del self._messages[first:first + count]
+            self.endRemoveRows()
+
+    def _insert_rows(self, first: int, rows: list[MessageView]) -> None:
+        if rows:
+            self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+            self._messages[first:first] = rows
+            self.endInsertRows()
 
     def messages(self) -> list[MessageView]:
         return [m for m in self._messages if not m.streaming]
@@ -282,3 +336,13 @@ class TranscriptModel(QAbstractListModel):
 
     def plain_text(self) -> str:
         return "\n\n".join(f"{self.header_text(row)}\n{self._role_plain(m)}" for row, m in enumerate(self._messages))
+
+
+def _common_head(old: list[MessageView], new: list[MessageView]) -> int:
+    """How many first rows show the same messages (by id; an answer being written matches none)."""
+    count = 0
+    for before, after in zip(old, new, strict=False):
+        if before.streaming or before.id != after.id:
+            break
+        count += 1
+    return count
