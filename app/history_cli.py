@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine import disk_cache
 from engine.errors import HearthError
 from engine.history import HistoryStore
 from engine.history.export import export_json, export_markdown, import_json
@@ -101,6 +102,10 @@ def _delete(args: argparse.Namespace) -> int:
         conversation_id = store.resolve_id(args.id)
         title = store.conversation(conversation_id).title
         store.delete_conversation(conversation_id)
+    try:
+        disk_cache.forget_conversation(conversation_id)  # its saved KV caches hold its words
+    except OSError as exc:
+        print(f"Its saved conversation caches could not be deleted: {exc}", file=sys.stderr)
     print(f"Deleted {conversation_id[:SHORT_ID]} ({title}).", file=sys.stderr)
     return 0
 

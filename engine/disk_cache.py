@@ -2,9 +2,22 @@
 
 Each file is one cache in mlx-lm's prompt-cache format (safetensors), labelled in its metadata with the
 model's identity (a digest of the weights' headers and sizes and of config.json, the quantization, the
-context length, the mlx-lm version) and the exact token ids whose keys and values it holds. A new
-prompt loads the file that shares the longest prefix with it. Files live in Hearth's cache folder,
-within a disk budget; the least recently used go first.
+context length, the mlx-lm version), the exact token ids whose keys and values it holds, the
+conversation it was saved for ("" for a one-off request) and the precision of its keys and values
+("full", or "8" when saved compressed to 8 bits). A new prompt loads the file that shares the longest
+prefix with it. Files live in Hearth's cache folder, within a disk budget; the least recently used go
+first.
+
+Deleting a conversation deletes every file labelled with it, whatever model made it, from any
+process, with no model loaded (forget_conversation). A file that another conversation saved is kept
+even where it shares a prefix with the deleted one: every token in it belongs to that other
+conversation, which still exists. Files whose conversation cannot be told (an older Hearth's, a
+damaged one) are deleted too.
+
+An 8-bit file is an approximation of the computed keys and values, so a process that keeps full
+precision (compression off and no in-memory quantization) never loads one: its greedy answers stay
+exactly those a full re-read gives. A process that compresses loads both kinds (a full-precision
+file only helps it).
 
 Two Hearth processes (the app and the terminal) use the folder at once: files are written to a
 temporary name and renamed, so a reader sees a whole file or none; eviction holds a file lock so two
@@ -41,13 +54,14 @@ log = logging.getLogger(__name__)
 FOLDER = "kv-caches"
 SETTINGS_FILE = "kv-cache.json"
 DEFAULT_BUDGET_BYTES = 10 * 10**9
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: files name their conversation and the precision of their keys and values
 SUFFIX = ".safetensors"
 TMP_PREFIX = ".tmp-"
 # A temporary file older than this was left by a process that died while writing.
 STALE_TMP_S = 3600
 # Metadata keys: mlx-lm stores the caller's metadata dict as the first item of a flattened tree.
 META = "0."
+FULL = "full"  # the kv_bits label of a file holding keys and values as the model computed them
 MAX_HEADER_BYTES = 64 * 2**20
 
 
@@ -124,22 +138,47 @@ def _safetensors_header(path: Path) -> bytes:
 
 # --- the budget (a setting shared by the app and the terminal) ---
 
+def _read_settings() -> dict[str, Any]:
+    try:
+        data = json.loads((paths.config_dir() / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_budget() -> int:
     """The disk budget in bytes, from Hearth's settings; the default when unset or unreadable."""
     try:
-        data = json.loads((paths.config_dir() / SETTINGS_FILE).read_text(encoding="utf-8"))
-        value = int(data["budget_bytes"])
-    except (OSError, ValueError, KeyError, TypeError):
+        value = int(_read_settings()["budget_bytes"])
+    except (ValueError, KeyError, TypeError):
         return DEFAULT_BUDGET_BYTES
     return max(0, value)
 
 
 def write_budget(budget_bytes: int) -> None:
+    _write_setting("budget_bytes", int(budget_bytes))
+
+
+def read_kv_bits() -> int | None:
+    """8 when saved caches are compressed to 8 bits (Settings > Data), else None (full precision)."""
+    return 8 if _read_settings().get("kv_bits") == 8 else None
+
+
+def write_kv_bits(bits: int | None) -> None:
+    if bits not in (None, 8):
+        raise ValueError("saved caches are kept at full precision or 8 bits")
+    _write_setting("kv_bits", bits)
+
+
+def _write_setting(key: str, value: Any) -> None:
+    """Change one setting, keeping the others; the file is replaced whole, so a reader in another
+    process sees the old settings or the new ones."""
     target = paths.config_dir() / SETTINGS_FILE
+    data = {**_read_settings(), key: value}
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"budget_bytes": int(budget_bytes)}, f)
+            json.dump(data, f)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -178,6 +217,31 @@ def clear() -> int:
     return freed
 
 
+def forget_conversation(conversation_id: str) -> int:
+    """Delete the saved caches of a conversation that was deleted: every file labelled with it
+    (every model's), and every file whose conversation cannot be told (an older Hearth's, or one whose
+    label cannot be read), since it may hold the conversation's keys and values. Returns how many files
+    went. Plain file work: any thread, any process, no model loaded. A file another process is
+    writing at this moment is not seen; that process saved it after the delete (see README)."""
+    if not conversation_id:
+        raise ValueError("no conversation to forget")
+    where = folder()
+    deleted = 0
+    with _locked(where):
+        for path in _cache_files(where):
+            try:
+                label = _read_metadata(path).get(META + "conversation")
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                label = None
+            if label is None or label == conversation_id:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    deleted += 1
+    return deleted
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -202,32 +266,54 @@ def _locked(where: Path) -> Iterator[None]:
 class SavedCache:
     path: Path
     ids: tuple[int, ...]
+    kv_bits: int | None = None  # 8: saved compressed; None: full precision
+    conversation: str = ""
 
 
 class DiskCaches:
-    """The saved caches of one loaded model. Used only from the engine thread."""
+    """The saved caches of one loaded model. Used only from the engine thread.
 
-    def __init__(self, identity: ModelIdentity, num_layers: int, budget_bytes: int | None = None) -> None:
+    save_bits: 8 saves caches compressed to 8 bits, 0 at full precision, None as the setting says
+    (read_kv_bits). live_bits: the engine keeps long caches in memory at that many bits; such a
+    process accepts 8-bit files even when it saves at full precision."""
+
+    def __init__(self, identity: ModelIdentity, num_layers: int, budget_bytes: int | None = None,
+                 save_bits: int | None = None, live_bits: int | None = None) -> None:
         self.identity = identity
         self.num_layers = num_layers
         self._budget = budget_bytes
-        # path name -> (mtime_ns, size, ids): headers are read once per version of a file.
-        self._seen: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        self._save_bits = save_bits
+        self.live_bits = live_bits
+        # path name -> (mtime_ns, size, the file's label): headers are read once per version of a file.
+        self._seen: dict[str, tuple[int, int, SavedCache]] = {}
         self._fault_logged = False
 
     @property
     def budget_bytes(self) -> int:
         return self._budget if self._budget is not None else read_budget()
 
+    @property
+    def save_bits(self) -> int | None:
+        """8 when caches are saved compressed, None at full precision."""
+        if self._save_bits is not None:
+            return self._save_bits or None
+        return read_kv_bits()
+
+    def accepts(self, kv_bits: int | None) -> bool:
+        """Whether a file of that precision may be loaded: an 8-bit one only where this process
+        compresses caches itself (on disk or in memory)."""
+        return kv_bits is None or bool(self.save_bits or self.live_bits)
+
     def saved(self) -> list[SavedCache]:
-        """This model's saved caches; damaged or foreign files met on the way are deleted."""
+        """This model's saved caches that this process may load; damaged or foreign files met on the
+        way are deleted (8-bit files a full-precision process skips are left for others)."""
         where = folder()
         found = []
         for path in _cache_files(where):
             if path.name.startswith(self.identity.key + "-"):
-                ids = self._ids_of(path)
-                if ids is not None:
-                    found.append(SavedCache(path, ids))
+                saved = self._label_of(path)
+                if saved is not None and self.accepts(saved.kv_bits):
+                    found.append(saved)
         return found
 
     def best(self, ids: list[int]) -> tuple[SavedCache | None, int]:
@@ -258,9 +344,12 @@ class DiskCaches:
             os.utime(saved.path)  # most recently used: the last to be evicted
         return cache
 
-    def save(self, cache: list[Any], ids: list[int]) -> Path | None:
-        """Write a cache holding exactly `ids`; None when nothing was written (already saved,
-        over the budget, or a fault, which is logged once)."""
+    def save(self, cache: list[Any], ids: list[int], conversation: str = "") -> Path | None:
+        """Write a cache holding exactly `ids`, labelled with its conversation; None when nothing was
+        written (already saved, over the budget, or a fault, which is logged once).
+
+        A file that already serves every prefix of ids is kept instead, whichever conversation it
+        was saved for: then every id here is in that conversation too."""
         if not ids or _cache_length(cache) != len(ids):
             return None
         existing = self.saved()
@@ -269,12 +358,12 @@ class DiskCaches:
                 with contextlib.suppress(OSError):
                     os.utime(saved.path)
                 return None
-        trimmed = _trimmed(cache)
+        trimmed = _trimmed(cache, self.save_bits)
         budget = self.budget_bytes
         if sum(_layer_bytes(layer) for layer in trimmed) > budget:
             return None
         try:
-            path = self._write(trimmed, ids)
+            path = self._write(trimmed, ids, conversation)
         except OSError as exc:
             self.log_fault(exc)
             return None
@@ -285,25 +374,15 @@ class DiskCaches:
         evict(budget, keep=path)
         return path
 
-    def delete_related(self, ids: list[int]) -> None:
-        """Delete the saved states of a conversation that was deleted: files holding a prefix of its
-        ids or extending them (its keys and values are derived from what the user wrote)."""
-        try:
-            for saved in self.saved():
-                n = min(len(saved.ids), len(ids))
-                if n and tuple(ids[:n]) == saved.ids[:n]:
-                    with contextlib.suppress(OSError):
-                        saved.path.unlink()
-        except OSError as exc:
-            self.log_fault(exc)
-
-    def _write(self, trimmed: list[Any], ids: list[int]) -> Path:
+    def _write(self, trimmed: list[Any], ids: list[int], conversation: str) -> Path:
         from mlx_lm.models.cache import save_prompt_cache
 
         where = folder()
         target = where / f"{self.identity.key}-{_ids_digest(ids)}{SUFFIX}"
+        bits = _bits_of(trimmed)
         metadata = {**self.identity.metadata(), "token_ids": json.dumps(ids, separators=(",", ":")),
-                    "ids_digest": _ids_digest(ids)}
+                    "ids_digest": _ids_digest(ids), "conversation": conversation,
+                    "kv_bits": str(bits) if bits else FULL}
         # mlx names the file itself (it adds .safetensors), so reserve a unique name and write over it.
         fd, tmp = tempfile.mkstemp(dir=where, prefix=TMP_PREFIX, suffix=SUFFIX)
         os.close(fd)
@@ -320,7 +399,7 @@ class DiskCaches:
             raise
         return target
 
-    def _ids_of(self, path: Path) -> tuple[int, ...] | None:
+    def _label_of(self, path: Path) -> SavedCache | None:
         try:
             info = path.stat()
         except OSError:
@@ -340,8 +419,10 @@ class DiskCaches:
             self._delete(path, problem)
             return None
         ids = tuple(json.loads(metadata[META + "token_ids"]))
-        self._seen[path.name] = (info.st_mtime_ns, info.st_size, ids)
-        return ids
+        bits = metadata[META + "kv_bits"]
+        saved = SavedCache(path, ids, None if bits == FULL else int(bits), metadata[META + "conversation"])
+        self._seen[path.name] = (info.st_mtime_ns, info.st_size, saved)
+        return saved
 
     def _delete(self, path: Path, why: str) -> None:
         log.warning("deleted the saved conversation cache %s: %s", path.name, why)
@@ -425,6 +506,8 @@ def _label_problem(metadata: dict[str, str], identity: ModelIdentity) -> str | N
     if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or \
             metadata.get(META + "ids_digest") != _ids_digest(ids):
         return "damaged (token ids do not match their digest)"
+    if metadata.get(META + "kv_bits") not in (FULL, "8") or META + "conversation" not in metadata:
+        return "damaged (its label lacks the precision or the conversation)"
     return None
 
 
@@ -434,38 +517,65 @@ def _check_loaded(cache: list[Any], metadata: dict[str, str], identity: ModelIde
         raise ValueError("its label changed while it was read")
     if len(cache) != num_layers:
         raise ValueError(f"{len(cache)} layers, the model has {num_layers}")
-    if any(int(getattr(layer, "offset", -1)) != len(ids) or layer.keys.shape[-2] < len(ids)
+    if any(int(getattr(layer, "offset", -1)) != len(ids) or _positions(layer) < len(ids)
            for layer in cache):
         raise ValueError("its keys and values do not cover its token ids")
+    if str(_bits_of(cache) or FULL) != metadata.get("kv_bits"):
+        raise ValueError("its keys and values are not of the precision its label says")
+
+
+def _positions(layer: Any) -> int:
+    """How many positions a layer's buffers hold (a quantized layer's keys are a tuple of arrays)."""
+    keys = layer.keys[0] if isinstance(layer.keys, tuple) else layer.keys
+    return int(keys.shape[-2])
+
+
+def _bits_of(cache: list[Any]) -> int | None:
+    """8 when the layers are quantized (mlx-lm's QuantizedKVCache), None at full precision."""
+    bits = {getattr(layer, "bits", None) for layer in cache}
+    if len(bits) > 1:
+        raise ValueError("its layers are of mixed precision")
+    return bits.pop() if bits else None
 
 
 def _cache_length(cache: list[Any]) -> int:
     return int(getattr(cache[0], "offset", 0)) if cache else 0
 
 
-def _trimmed(cache: list[Any]) -> list[Any]:
-    """Copies of the layers holding only the first `offset` positions.
+def _trimmed(cache: list[Any], bits: int | None = None) -> list[Any]:
+    """Copies of the layers holding only the first `offset` positions, quantized to `bits` if given
+    (layers already quantized in memory stay as they are).
 
     mlx-lm's KVCache keeps room for up to 255 more positions (and whatever a trim left behind) and
     saves all of it; only the positions in use are worth disk space."""
-    from mlx_lm.models.cache import KVCache
+    from mlx_lm.models.cache import KVCache, QuantizedKVCache
+
+    from .kv_cache import quantized
 
     out = []
     for layer in cache:
-        if not isinstance(layer, KVCache) or layer.keys is None:
+        if layer.keys is None or not isinstance(layer, (KVCache, QuantizedKVCache)):
             out.append(layer)
             continue
-        copy = KVCache()
-        copy.keys = layer.keys[..., : layer.offset, :]
-        copy.values = layer.values[..., : layer.offset, :]
-        copy.offset = layer.offset
+        n = layer.offset
+        if isinstance(layer, QuantizedKVCache):
+            copy = QuantizedKVCache(group_size=layer.group_size, bits=layer.bits)
+            copy.keys = tuple(a[..., :n, :] for a in layer.keys)
+            copy.values = tuple(a[..., :n, :] for a in layer.values)
+        else:
+            copy = KVCache()
+            copy.keys, copy.values = layer.keys[..., :n, :], layer.values[..., :n, :]
+        copy.offset = n
         out.append(copy)
-    return out
+    return quantized(out, bits) if bits else out
 
 
 def _layer_bytes(layer: Any) -> int:
-    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-    return sum(getattr(a, "nbytes", 0) for a in (keys, values) if a is not None)
+    total = 0
+    for part in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+        for array in part if isinstance(part, tuple) else (part,):
+            total += getattr(array, "nbytes", 0)
+    return total
 
 
 def _fault_reason(exc: OSError) -> str:

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # Share of usable memory that idle conversations' KV caches may keep.
 DEFAULT_CACHE_BUDGET_FRACTION = 0.2
+# With kv_bits, caches holding at least this many positions are kept quantized in memory: shorter
+# ones are small, and stay exact.
+DEFAULT_QUANTIZED_KV_START = 4096
 
 EventSink = Callable[[Event], None]
 
@@ -98,12 +101,20 @@ class Engine:
         memory_bytes: int | None = None,
         disk_cache_budget_bytes: int | None = None,
         save_caches: bool = True,
+        saved_kv_bits: int | None = None,
+        kv_bits: int | None = None,
+        quantized_kv_start: int = DEFAULT_QUANTIZED_KV_START,
         thread_factory: Callable[[Callable[[], None]], Any] | None = None,
     ) -> None:
         """memory_bytes overrides what the fit check thinks this machine can give (for tests).
 
         save_caches: conversation caches go to disk when evicted, left or at shut-down, and a
         prompt's longest saved prefix is loaded (disk_cache_budget_bytes: default, the setting).
+        saved_kv_bits: 8 saves them compressed to 8 bits, 0 at full precision; None (default): as
+        Settings > Data says (disk_cache.read_kv_bits).
+
+        kv_bits (8): caches holding at least quantized_kv_start positions are kept at that many bits
+        in memory too (long contexts take ~0.28 of float32's memory, ~0.56 of float16's).
 
         thread_factory(target) makes the engine's one thread: an object with start() and
         join(timeout). The default is a threading.Thread; the desktop app passes a QThread."""
@@ -113,6 +124,11 @@ class Engine:
         self._cache_budget = cache_budget_bytes
         self._save_caches = save_caches
         self._disk_budget = disk_cache_budget_bytes
+        if kv_bits not in (None, 8) or saved_kv_bits not in (None, 0, 8):
+            raise ValueError("KV caches are kept at full precision or 8 bits")
+        self._saved_kv_bits = saved_kv_bits
+        self._kv_bits = kv_bits
+        self._kv_start = quantized_kv_start
         self.disk: disk_cache.DiskCaches | None = None
         self._requests: queue.Queue[tuple[RequestHandle, Callable[[RequestHandle], None]] | None] = (
             queue.Queue()
@@ -180,7 +196,8 @@ class Engine:
         return self._submit(self._unload, on_event)
 
     def forget(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
-        """Drop a conversation's KV cache (its history was deleted or rewritten), saved copies too."""
+        """Drop a conversation's KV cache (its history was deleted or rewritten) and delete every
+        saved copy of it, whichever model made it; works with no model loaded."""
         return self._submit(lambda h: self._forget(h, conversation_id), on_event)
 
     def leave(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
@@ -260,7 +277,8 @@ class Engine:
         handle.emit(ModelLoading(handle.id, info.name))
         self._free_model()
         started = time.perf_counter()
-        self.loaded = LoadedModel(info, _load_weights(info), load_tokenizer(info), context, fmt)
+        self.loaded = LoadedModel(info, _load_weights(info), load_tokenizer(info), context, fmt,
+                                  kv_bits=self._kv_bits, kv_start=self._kv_start)
         budget = self._cache_budget
         if budget is None:
             budget = int(DEFAULT_CACHE_BUDGET_FRACTION * (self.memory_bytes or usable_memory_bytes()))
@@ -308,10 +326,11 @@ class Engine:
 
     def _forget(self, handle: RequestHandle, conversation_id: str) -> None:
         if self.caches is not None:
-            entry = self.caches.get(conversation_id)
             self.caches.drop(conversation_id)
-            if entry is not None and self.disk is not None:
-                self.disk.delete_related(entry.ids)
+        try:
+            disk_cache.forget_conversation(conversation_id)
+        except OSError as exc:  # a read-only or vanished cache folder: nothing more can be deleted
+            log.warning("the saved caches of a deleted conversation could not be deleted: %s", exc)
         handle.emit(Finished(handle.id, "done"))
 
     def _leave(self, handle: RequestHandle, conversation_id: str) -> None:
@@ -328,7 +347,8 @@ class Engine:
         except (OSError, ValueError) as exc:
             log.warning("conversation caches of %s will not be saved: %s", info.name, exc)
             return None
-        return disk_cache.DiskCaches(identity, info.num_layers, self._disk_budget)
+        return disk_cache.DiskCaches(identity, info.num_layers, self._disk_budget,
+                                     save_bits=self._saved_kv_bits, live_bits=self._kv_bits)
 
     def _save(self, entries: list) -> None:
         """Write caches to disk (engine thread); a fault is logged and costs only the saved copy."""
@@ -336,7 +356,7 @@ class Engine:
             return
         for entry in entries:
             try:
-                self.disk.save(entry.cache, entry.ids)
+                self.disk.save(entry.cache, entry.ids, entry.conversation)
             except Exception as exc:  # noqa: BLE001 - after the answer: nothing may fail the request now
                 self.disk.log_fault(exc)
 

@@ -19,6 +19,8 @@ from .kv_cache import (
     ConversationCaches,
     cache_length,
     common_prefix_length,
+    quant_group_size,
+    quantize_long,
     reuse_cache,
 )
 from .model_folder import ModelInfo
@@ -38,6 +40,8 @@ class LoadedModel:
     draft_stats: DraftStats = field(default_factory=DraftStats)
     draft_model: Any = field(default=None, repr=False)  # a small model with the same tokenizer
     draft_name: str = ""
+    kv_bits: int | None = None  # keep caches of at least kv_start positions at this many bits
+    kv_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ def generate(
     key = request.conversation_id
     cache, reused, run.cache_source = _acquire_cache(loaded, caches.take(key) if key else None, disk,
                                                      prompt.ids)
+    quantize_long(cache, loaded.kv_bits, loaded.kv_start)
     emit(PromptReady(request_id, len(prompt.ids), reused, prompt.context_length, prompt.max_tokens,
                      list(prompt.dropped_messages)))
     seed = settings.seed if settings.seed is not None else random.randrange(2**31)
@@ -169,6 +174,7 @@ def generate(
             prompt_cache=cache,
             prompt_progress_callback=on_prefill,
             prefill_step_size=prefill_step_size,
+            **_kv_quantization(loaded),
         )
     reason, error = "error", None
     try:
@@ -182,6 +188,7 @@ def generate(
         steps.close()  # on this thread, the one that made the generator
         run.end = time.perf_counter()
         _keep_cache(caches, key, cache, prompt.ids + run.generated, keep=reason != "error")
+        quantize_long(cache, loaded.kv_bits, loaded.kv_start)
     finished = _finished(run, reason, prompt, reused, seed, mx.get_peak_memory())
     if error is not None:
         finished = replace(finished, error=f"Generation failed: {error}", error_kind=type(error).__name__)
@@ -237,11 +244,22 @@ def _keep_cache(caches: ConversationCaches, key: str | None, cache: list, ids: l
     outside any conversation leaves its cache to be saved to disk, then freed."""
     held = cache_length(cache)
     if keep and 0 < held <= len(ids):
-        entry = CachedConversation(cache, ids[:held])
+        entry = CachedConversation(cache, ids[:held], key or "")
         if key:
             caches.put(key, entry)
         else:
             caches.evicted.append(entry)
+
+
+def _kv_quantization(loaded: LoadedModel) -> dict[str, Any]:
+    """generate_step's arguments that quantize the cache once it holds kv_start positions, also in
+    the middle of a long prompt; none where the model's key width has no quantization group."""
+    head_dim = getattr(getattr(loaded.model.layers[0], "self_attn", None), "head_dim", None) \
+        if loaded.kv_bits and hasattr(loaded.model, "layers") else None
+    group = quant_group_size(head_dim) if isinstance(head_dim, int) else None
+    if group is None:
+        return {}
+    return {"kv_bits": loaded.kv_bits, "kv_group_size": group, "quantized_kv_start": loaded.kv_start}
 
 
 def _finished(run: _Run, reason: str, prompt: Prompt, reused: int, seed: int, peak: int) -> Finished:

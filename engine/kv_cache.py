@@ -5,6 +5,10 @@ only the ids after the longest common prefix; an edited or regenerated earlier t
 back to the shared prefix. Least recently used conversations are evicted first; evicted caches wait
 in `evicted` until the engine saves them to disk (engine.disk_cache). MLX objects here are touched
 only by the engine thread.
+
+Long caches can be kept at 8 bits (mlx-lm's QuantizedKVCache, as its generate_step does with
+kv_bits and quantized_kv_start): about 0.28 of float32's bytes (0.56 of float16's) per token, and an
+approximation of the computed keys and values (bench/kv_quantized.py measures what it changes).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 class CachedConversation:
     cache: list[Any]
     ids: list[int]
+    conversation: str = ""  # whose cache it is ("" for a one-off request): saved files say so
 
     @property
     def nbytes(self) -> int:
@@ -61,7 +66,9 @@ class ConversationCaches:
         self._evict(keep=key)
 
     def drop(self, key: str) -> None:
+        """Forget a conversation's cache, including one evicted and not yet saved."""
         self._entries.pop(key, None)
+        self.evicted = [entry for entry in self.evicted if entry.conversation != key]
 
     def clear(self) -> None:
         self._entries.clear()
@@ -101,3 +108,35 @@ def reuse_cache(model: Any, entry: CachedConversation | None, new_ids: list[int]
 
 def cache_length(cache: list[Any]) -> int:
     return int(getattr(cache[0], "offset", 0)) if cache else 0
+
+
+def quant_group_size(head_dim: int) -> int | None:
+    """The quantization group for keys and values of this width (mx.quantize needs it to divide the
+    width), or None where none fits."""
+    return next((group for group in (64, 32) if head_dim % group == 0), None)
+
+
+def quantized(cache: list[Any], bits: int) -> list[Any]:
+    """The layers at `bits` bits; unchanged where any layer cannot be quantized, so a cache is all of
+    one precision."""
+    from mlx_lm.models.cache import KVCache, QuantizedKVCache
+
+    if all(isinstance(layer, QuantizedKVCache) for layer in cache):
+        return cache
+    out = []
+    for layer in cache:
+        if isinstance(layer, QuantizedKVCache):
+            out.append(layer)
+            continue
+        group = quant_group_size(int(layer.keys.shape[-1])) if getattr(layer, "keys", None) is not None \
+            else None
+        if not isinstance(layer, KVCache) or group is None:
+            return cache
+        out.append(layer.to_quantized(group_size=group, bits=bits))
+    return out
+
+
+def quantize_long(cache: list[Any], bits: int | None, start: int) -> None:
+    """Replace, in place, a cache holding at least `start` positions by its `bits`-bit version."""
+    if bits and cache and cache_length(cache) >= start:
+        cache[:] = quantized(cache, bits)
