@@ -453,12 +453,14 @@ def _code_header(index: int, lang: str, theme: _Theme) -> str:
 
 def _code_segment(code: str, lang: str, theme: _Theme, stats: RenderStats, *,
                   first: bool, last: bool) -> str:
-    """A padded box of code. Streamed fences stack several; only the ends get vertical padding."""
+    """A padded box of code. Streamed fences stack several; only the ends get vertical padding.
+    Long lines wrap inside the box (pre-wrap): a `<pre>` line Qt cannot break would widen the whole
+    message past the window's edge. Copy takes the code from the Markdown, so it stays unwrapped."""
     padding = f"{6 if first else 0}px 10px {6 if last else 0}px 10px"
     return (f'<table width="100%" cellspacing="0" cellpadding="0" '
             f'style="margin: 0; background-color: {theme.code_bg}">'
             f'<tr><td style="padding: {padding}">'
-            f'<pre style="margin: 0; font-family: {MONOSPACE}">'
+            f'<pre style="margin: 0; white-space: pre-wrap; font-family: {MONOSPACE}">'
             f'{_highlight(code, lang, theme, stats)}</pre></td></tr></table>\n')
 
 
