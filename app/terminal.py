@@ -1,30 +1,23 @@
 """Terminal front end over the engine: streaming chat, one-shot answers and the prompt inspector.
 
-Chats are recorded in the same history as the desktop app (unless --no-save), so a conversation
-started here can be continued there, and `--conversation ID` continues one here.
+Chats go through the same chat session as the desktop app (engine/chat_session.py) and are recorded
+in the same history (--no-save: a history in memory only), so a conversation started here can be
+continued there, and `--conversation ID` continues one here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
+from engine.chat_session import ChatSession, Outcome, SessionListener, Turn, TurnRefused
 from engine.engine import Engine, RequestHandle
 from engine.errors import HearthError
 from engine.events import Finished, ModelLoaded, PromptReady, TextChunk
 from engine.generation import GenerationRequest
 from engine.history import HistoryStore
-from engine.history.recording import (
-    RecordedTurn,
-    answer_figures,
-    engine_messages,
-    finish_turn,
-    start_continuation,
-    start_regeneration,
-    start_turn,
-)
 from engine.model_folder import resolve_model
 from engine.prompts import build_prompt, choose_format
 from engine.sampling import SamplingSettings
@@ -33,7 +26,8 @@ from engine.tokenizer import load_tokenizer
 from .history_cli import SHORT_ID, open_store
 
 HELP = ("Type a message and press Enter. /regenerate and /continue redo or extend the last answer, "
-        "/reset starts over, /bye (or Ctrl-D) quits; Ctrl-C stops an answer.")
+        "/retry answers a message left unanswered, /reset starts over, /bye (or Ctrl-D) quits; Ctrl-C "
+        "stops an answer.")
 
 
 def _load(engine: Engine, model: str, context_length: int | None, prompt_format: str | None) -> ModelLoaded:
@@ -72,12 +66,18 @@ def _mark_used(ref: str) -> None:
         pass
 
 
-def _stream(handle: RequestHandle, out: TextIO | None, on_text=None) -> Finished:
+def _stream(handle: RequestHandle, out: TextIO | None, on_event=None) -> Finished:
     """Show an answer as it arrives; Ctrl-C (even repeated) cancels it and waits for the engine."""
     while True:
         try:
             for event in handle.events():
-                _show(event, out, on_text)
+                if on_event is not None:
+                    on_event(event)
+                elif isinstance(event, TextChunk) and out is not None:
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, PromptReady):
+                    _note_dropped(event.dropped_messages, event.context_length)
             break
         except KeyboardInterrupt:
             handle.cancel()
@@ -85,202 +85,142 @@ def _stream(handle: RequestHandle, out: TextIO | None, on_text=None) -> Finished
     return handle.result
 
 
-def _show(event: Any, out: TextIO | None, on_text) -> None:
-    if isinstance(event, TextChunk):
-        if on_text is not None:
-            on_text(event.text)
-        if out is not None:
-            out.write(event.text)
-            out.flush()
-    elif isinstance(event, PromptReady) and event.dropped_messages:
-        n = len(event.dropped_messages)
-        print(f"[note: the {n} oldest message(s) no longer fit in the {event.context_length:,}-token "
+def _note_dropped(dropped: list[int], context_length: int) -> None:
+    if dropped:
+        print(f"[note: the {len(dropped)} oldest message(s) no longer fit in the {context_length:,}-token "
               f"context and were left out]", file=sys.stderr)
 
 
-class Transcript:
-    """The conversation so far: saved in the history as it happens, or (--no-save) only in memory."""
+class EngineLink:
+    """The engine as a chat session asks for it. The terminal streams the request it started."""
 
-    def __init__(self, store: HistoryStore | None, model: ModelLoaded, settings: SamplingSettings,
-                 system: str | None, conversation_id: str | None, draft: str = "auto") -> None:
-        self.store, self.model, self.settings, self.system = store, model, settings, system
-        self.draft = draft
-        self.memory: list[dict[str, str]] = []
-        self.memory_prefix = ""
-        self.turn: RecordedTurn | None = None
-        self.created: list[str] = []  # conversations this run started
-        self.conversation_id = conversation_id or self._new_conversation()
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.handle: RequestHandle | None = None
 
-    def _new_conversation(self) -> str:
-        if self.store is None:
-            self.memory = [{"role": "system", "content": self.system}] if self.system else []
-            return "terminal-chat"
-        conversation_id = self.store.create_conversation(
-            model=self.model.ref, model_revision=self.model.revision, system_prompt=self.system or "",
-            settings=self.settings.to_dict()).id
-        self.created.append(conversation_id)
-        return conversation_id
+    def generate(self, request: GenerationRequest) -> int:
+        self.handle = self.engine.generate(request)
+        return self.handle.id
 
-    def reset(self) -> None:
-        self.discard_created(only_empty=True)
-        self.conversation_id = self._new_conversation()
+    def cancel(self, request_id: int) -> None:
+        if self.handle is not None and self.handle.id == request_id:
+            self.handle.cancel()
 
-    def discard_created(self, only_empty: bool) -> None:
-        """Delete the conversations this run started (only_empty: those still without a message),
-        so a run that saved nothing leaves no empty "New chat" behind."""
-        for conversation_id in self.created if self.store is not None else []:
-            if not only_empty or self.store.message_count(conversation_id) == 0:
-                self.store.delete_conversation(conversation_id)
-        self.created = []
+    def leave(self, conversation_id: str) -> None:
+        self.engine.leave(conversation_id)
 
-    def pending_question(self) -> bool:
-        """A continued conversation whose last message (a user turn) was never answered."""
-        if self.store is None:
-            return False
-        path = self.store.active_path(self.conversation_id)
-        return bool(path) and path[-1].role == "user"
+    def forget(self, conversation_id: str) -> None:
+        self.engine.forget(conversation_id)
 
-    def begin(self, user_text: str | None) -> list[dict[str, str]]:
-        """Record the user turn (None: answer the pending one); the messages for the engine."""
-        if self.store is None:
-            self.memory.append({"role": "user", "content": user_text or ""})
-            return list(self.memory)
-        if user_text is None:
-            return engine_messages(self.store, self.store.conversation(self.conversation_id))
-        self.turn = start_turn(self.store, self.conversation_id, user_text, model=self.model.ref,
-                               model_revision=self.model.revision, settings=self.settings)
-        return self.turn.messages
 
-    def redo(self, command: str) -> tuple[list[dict[str, str]], bool]:
-        """/regenerate or /continue the last answer: the messages, and whether to continue."""
-        continuing = command == "/continue"
-        if self.store is None:
-            if not self.memory or self.memory[-1]["role"] != "assistant":
-                raise HearthError("There is no answer to regenerate or continue yet.")
-            if continuing:
-                self.memory[-1]["content"] = self.memory[-1]["content"].rstrip()
-                self.memory_prefix = self.memory[-1]["content"]
-                return list(self.memory), True
-            self.memory.pop()
-            return list(self.memory), False
-        if continuing:
-            self.turn = start_continuation(self.store, self.conversation_id)
-        else:
-            self.turn = start_regeneration(self.store, self.conversation_id, model=self.model.ref,
-                                           model_revision=self.model.revision, settings=self.settings)
-        return self.turn.messages, continuing
+class Printer(SessionListener):
+    """Shows a chat session's turns: the answer on `out` as it streams, notes on stderr."""
 
-    def on_text(self, text: str) -> None:
-        if self.turn is not None:
-            self.turn.writer.append(text)
+    def __init__(self, out: TextIO | None) -> None:
+        self.out = out
+        self.outcome: Outcome | None = None
 
-    def finish(self, result: Finished, answered_pending: bool = False, continuing: bool = False) -> None:
-        if self.store is None:
-            if continuing:
-                self.memory[-1]["content"] = self.memory_prefix + result.text
-            elif result.text:  # a stopped or cut answer stays in the conversation, as shown
-                self.memory.append({"role": "assistant", "content": result.text})
-            else:
-                self.memory.pop()  # nothing was answered: keep roles alternating
-        elif answered_pending:
-            if result.text:
-                self.store.add_answer(self.conversation_id, self.store.active_path(self.conversation_id)[-1].id,
-                                      result.text, model=self.model.ref, model_revision=self.model.revision,
-                                      settings=self.settings.to_dict(), **answer_figures(result))
-        elif self.turn is not None:
-            finish_turn(self.store, self.turn, result)
-            if self.turn.writer.forked_from:
-                print("[another Hearth window changed this answer while it was being written; this "
-                      "version was saved beside it]", file=sys.stderr)
-            self.turn = None
+    def turn_started(self, turn: Turn) -> None:
+        if turn.recorded.continuing:
+            self.write(turn.recorded.prefix)  # the answer being continued, then what follows
+
+    def text_streamed(self, turn: Turn, text: str) -> None:
+        self.write(text)
+
+    def write(self, text: str) -> None:
+        if self.out is not None:
+            self.out.write(text)
+            self.out.flush()
+
+    def prompt_ready(self, turn: Turn) -> None:
+        _note_dropped(turn.dropped, turn.context_length)
+
+    def turn_finished(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        if outcome.forked_from:
+            print("[another Hearth window changed this answer while it was being written; this "
+                  "version was saved beside it]", file=sys.stderr)
+
+
+def _run_turn(session: ChatSession, start: Callable[[], Turn]) -> Outcome | None:
+    """Start a turn and stream it to its end; None (with the reason shown) if it was refused."""
+    try:
+        start()
+    except TurnRefused as exc:
+        print(f"[{exc}]", file=sys.stderr)
+        return None
+    link: EngineLink = session.link
+    _stream(link.handle, None, session.on_event)
+    return session.listener.outcome
+
+
+def _session(store: HistoryStore, engine: Engine, loaded: ModelLoaded, sampling: SamplingSettings,
+             system: str | None, out: TextIO | None) -> ChatSession:
+    session = ChatSession(store, EngineLink(engine), lambda: (system or "", sampling), Printer(out))
+    session.model_ref, session.model_revision = loaded.ref, loaded.revision
+    return session
 
 
 def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_length: int | None,
          prompt_format: str | None, save: bool = True, conversation: str | None = None,
          draft: str = "auto") -> int:
+    """A chat in the terminal, through the same chat session as the app. --no-save keeps it in a
+    history in memory, and no cache of it is written to disk."""
+    if conversation is not None and not save:
+        raise HearthError("--conversation needs the history; it cannot be combined with --no-save.")
     interactive = sys.stdin.isatty()
-    store = open_store() if save else None
-    transcript = None
+    store = open_store() if save else HistoryStore.in_memory()
     try:
-        with Engine() as engine:
+        with Engine(save_caches=save) as engine:
             if interactive:
                 print(f"Loading {model} ...", file=sys.stderr)
             loaded = _load(engine, model, context_length, prompt_format)
-            transcript = Transcript(store, loaded, sampling, system, _continue(store, conversation, system),
-                                    _load_draft(engine, draft))
+            session = _session(store, engine, loaded, sampling, system, sys.stdout)
+            session.draft = _load_draft(engine, draft)
+            if conversation is not None:
+                _continue(session, conversation, system, sampling)
             if interactive:
-                saved = f" Saved as {transcript.conversation_id[:SHORT_ID]}." if store else ""
-                print(f"{loaded.name} is ready ({loaded.context_length:,}-token context).{saved} {HELP}",
-                      file=sys.stderr)
-            if transcript.pending_question():
-                _answer(engine, transcript, None)
-            _chat_loop(engine, transcript, interactive)
+                print(f"{loaded.name} is ready ({loaded.context_length:,}-token context). {HELP}", file=sys.stderr)
+            if session.pending_question() is not None:
+                _report(_run_turn(session, session.retry))
+            _chat_loop(session, interactive and save)
     finally:
-        if store is not None:
-            with contextlib.suppress(HearthError):  # tidying up must not hide why the chat ended
-                if transcript is not None:
-                    transcript.discard_created(only_empty=True)
-            store.close()
+        store.close()
     return 0
 
 
-def _continue(store: HistoryStore | None, conversation: str | None, system: str | None) -> str | None:
-    if conversation is None:
-        return None
-    if store is None:
-        raise HearthError("--conversation needs the history; it cannot be combined with --no-save.")
+def _continue(session: ChatSession, conversation: str, system: str | None, sampling: SamplingSettings) -> None:
+    store = session.store
     conversation_id = store.resolve_id(conversation)
+    session.open(conversation_id)
+    session.sampling = sampling  # this run's options, as given (or their defaults)
     if system is not None:
-        store.set_system_prompt(conversation_id, system)
-    conv = store.conversation(conversation_id)
+        session.set_system_prompt(system)
     path = store.active_path(conversation_id)
-    print(f"[continuing \"{conv.title}\", {len(path)} messages]", file=sys.stderr)
+    print(f"[continuing \"{store.conversation(conversation_id).title}\", {len(path)} messages]", file=sys.stderr)
     if path and path[-1].role == "assistant" and path[-1].status == "interrupted":
         print("[the last answer was interrupted: /continue goes on with it, /regenerate starts it "
               "again]", file=sys.stderr)
-    return conversation_id
 
 
-def _chat_loop(engine: Engine, transcript: Transcript, interactive: bool) -> None:
+def _chat_loop(session: ChatSession, tell_saved: bool) -> None:
+    commands = {"/regenerate": session.regenerate, "/continue": session.continue_answer, "/retry": session.retry}
     while True:
-        line = _read_line(interactive)
+        line = _read_line(sys.stdin.isatty())
         if line is None or line.strip() in ("/bye", "/exit", "/quit"):
             return
-        if not line.strip():
+        command = line.strip()
+        if not command:
             continue
-        if line.strip() == "/reset":
-            engine.forget(transcript.conversation_id)
-            transcript.reset()
+        if command == "/reset":
+            session.open(None)
             print("[new conversation]", file=sys.stderr)
             continue
-        if line.strip() in ("/regenerate", "/continue"):
-            _redo(engine, transcript, line.strip())
-            continue
-        _answer(engine, transcript, line)
-
-
-def _answer(engine: Engine, transcript: Transcript, line: str | None) -> None:
-    messages = transcript.begin(line)
-    request = GenerationRequest(messages, transcript.settings, transcript.conversation_id,
-                                draft=transcript.draft)
-    result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
-    transcript.finish(result, answered_pending=line is None)
-    _report(result)
-
-
-def _redo(engine: Engine, transcript: Transcript, command: str) -> None:
-    try:
-        messages, continuing = transcript.redo(command)
-    except HearthError as exc:
-        print(f"[{exc}]", file=sys.stderr)
-        return
-    if continuing:
-        print(messages[-1]["content"], end="", flush=True)
-    request = GenerationRequest(messages, transcript.settings, transcript.conversation_id,
-                                continue_answer=continuing, draft=transcript.draft)
-    result = _stream(engine.generate(request), sys.stdout, transcript.on_text)
-    transcript.finish(result, continuing=continuing)
-    _report(result)
+        new = session.conversation_id is None
+        outcome = _run_turn(session, commands.get(command, lambda text=line: session.send(text)))
+        _report(outcome)
+        if new and tell_saved and session.conversation_id:
+            print(f"[saved as {session.conversation_id[:SHORT_ID]}]", file=sys.stderr)
 
 
 def _read_line(interactive: bool) -> str | None:
@@ -317,7 +257,10 @@ def _is_text(line: str) -> bool:
     return True
 
 
-def _report(result: Finished) -> None:
+def _report(outcome: Outcome | None) -> None:
+    if outcome is None:
+        return
+    result = outcome.result
     print(flush=True)
     if result.finish_reason == "error":
         print(f"[error: {result.error}]", file=sys.stderr)
@@ -325,26 +268,30 @@ def _report(result: Finished) -> None:
         print("[stopped]", file=sys.stderr)
     elif result.finish_reason == "length":
         print("[answer cut: max tokens reached]", file=sys.stderr)
+    if not outcome.answered:
+        print("[your message is kept, unanswered: /retry answers it]", file=sys.stderr)
 
 
 def generate_once(model: str, messages: list[dict[str, Any]], sampling: SamplingSettings, *,
                   as_json: bool, context_length: int | None, prompt_format: str | None,
                   save: bool = False, conversation: str | None = None, draft: str = "auto") -> int:
+    """One answer to the given messages; with --save (or --conversation) recorded in the history
+    through a chat session, as a chat would be."""
     store = open_store() if (save or conversation) else None
+    out = None if as_json else sys.stdout
+    conversation_id = None
     try:
         with Engine() as engine:
             loaded = _load(engine, model, context_length, prompt_format)
             draft = _load_draft(engine, draft)
-            transcript, messages = _saved_generation(store, loaded, sampling, messages, conversation)
-            request = GenerationRequest(messages, sampling, transcript.conversation_id if transcript else None,
-                                        draft=draft)
-            on_text = transcript.on_text if transcript else None
-            result = _stream(engine.generate(request), None if as_json else sys.stdout, on_text)
-            if transcript is not None:
-                transcript.finish(result)
-                if result.finish_reason == "error" and not result.text:  # nothing to keep
-                    transcript.discard_created(only_empty=False)
-            if not as_json and (result.text or result.finish_reason != "error"):
+            if store is None:
+                result = _stream(engine.generate(GenerationRequest(messages, sampling, None, draft=draft)), out)
+            else:
+                session, created = _saved_session(store, engine, loaded, sampling, messages, conversation, out)
+                session.draft = draft
+                result = _answer_saved(session, messages[-1]["content"], created)
+                conversation_id = session.conversation_id
+            if out is not None and (result.text or result.finish_reason != "error"):
                 print(flush=True)
     finally:
         if store is not None:
@@ -355,32 +302,47 @@ def generate_once(model: str, messages: list[dict[str, Any]], sampling: Sampling
         print("[stopped]", file=sys.stderr)
         return 130
     if as_json:
-        print(json.dumps(_result_json(result, transcript), ensure_ascii=False))
-    elif transcript is not None:
-        print(f"[saved as {transcript.conversation_id[:SHORT_ID]}]", file=sys.stderr)
+        print(json.dumps(_result_json(result, conversation_id), ensure_ascii=False))
+    elif conversation_id is not None:
+        print(f"[saved as {conversation_id[:SHORT_ID]}]", file=sys.stderr)
     return 0
 
 
-def _saved_generation(store: HistoryStore | None, loaded: ModelLoaded, sampling: SamplingSettings,
-                      messages: list[dict[str, Any]], conversation: str | None
-                      ) -> tuple[Transcript | None, list[dict[str, Any]]]:
-    """With --save, record the file's messages (appended to --conversation ID when given)."""
-    if store is None:
-        return None, messages
+def _saved_session(store: HistoryStore, engine: Engine, loaded: ModelLoaded, sampling: SamplingSettings,
+                   messages: list[dict[str, Any]], conversation: str | None,
+                   out: TextIO | None) -> tuple[ChatSession, bool]:
+    """A session on the conversation the file's earlier messages are recorded in (appended to
+    --conversation ID when given); whether this run created it."""
     _check_saveable(messages)
     system = messages[0]["content"] if messages and messages[0].get("role") == "system" else None
-    turns = messages[1:] if system is not None else messages
-    conversation_id = store.resolve_id(conversation) if conversation else None
-    if conversation_id and system is not None:
-        store.set_system_prompt(conversation_id, system)
-    transcript = Transcript(store, loaded, sampling, system, conversation_id)
+    session = _session(store, engine, loaded, sampling, system, out)
+    if conversation:
+        session.open(store.resolve_id(conversation))
+        session.sampling = sampling
+        if system is not None:
+            session.set_system_prompt(system)
+        created = False
+    else:
+        session.open(store.create_conversation(model=loaded.ref, model_revision=loaded.revision,
+                                               system_prompt=system or "", settings=sampling.to_dict()).id)
+        created = True
     try:
-        for earlier in turns[:-1]:
-            _record(store, transcript, earlier, loaded)
-        return transcript, transcript.begin(turns[-1]["content"])
+        for earlier in (messages[1:] if system is not None else messages)[:-1]:
+            _record(store, session.conversation_id, earlier)
     except BaseException:  # a refused message: the conversation this run started goes too
-        transcript.discard_created(only_empty=False)
+        if created:
+            store.delete_conversation(session.conversation_id)
         raise
+    return session, created
+
+
+def _answer_saved(session: ChatSession, text: str, created: bool) -> Finished:
+    outcome = _run_turn(session, lambda: session.send(text))
+    if outcome is None:
+        raise HearthError("the message could not be sent")
+    if created and outcome.failed and not outcome.answered:  # nothing to keep: the file still has it
+        session.store.delete_conversation(outcome.turn.conversation_id)
+    return outcome.result
 
 
 def _check_saveable(messages: list[dict[str, Any]]) -> None:
@@ -389,19 +351,19 @@ def _check_saveable(messages: list[dict[str, Any]]) -> None:
         raise HearthError("To save, the messages must end with a user message to answer.")
 
 
-def _record(store: HistoryStore, transcript: Transcript, message: dict[str, Any], loaded: ModelLoaded) -> None:
+def _record(store: HistoryStore, conversation_id: str, message: dict[str, Any]) -> None:
     if message.get("role") == "user":
-        store.add_user_message(transcript.conversation_id, message["content"])
+        store.add_user_message(conversation_id, message["content"])
     elif message.get("role") == "assistant":
-        parent = store.active_path(transcript.conversation_id)
+        parent = store.active_path(conversation_id)
         if not parent or parent[-1].role != "user":
             raise HearthError("Roles must alternate user, assistant, ... to be saved.")
-        store.add_answer(transcript.conversation_id, parent[-1].id, message["content"])
+        store.add_answer(conversation_id, parent[-1].id, message["content"])
     else:
         raise HearthError(f"Only the first message can be a system prompt, not {message.get('role')!r}.")
 
 
-def _result_json(result: Finished, transcript: Transcript | None = None) -> dict[str, Any]:
+def _result_json(result: Finished, conversation_id: str | None = None) -> dict[str, Any]:
     data = {
         "text": result.text,
         "token_ids": result.token_ids,
@@ -419,8 +381,8 @@ def _result_json(result: Finished, transcript: Transcript | None = None) -> dict
         "draft_accepted": result.draft_accepted,
         "seed": result.seed,
     }
-    if transcript is not None:
-        data["conversation_id"] = transcript.conversation_id
+    if conversation_id is not None:
+        data["conversation_id"] = conversation_id
     return data
 
 

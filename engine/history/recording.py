@@ -1,4 +1,4 @@
-"""Recording a chat turn in the history, shared by the terminal and the desktop app.
+"""Recording a chat turn in the history (engine/chat_session.py drives it for the app and the terminal).
 
 The user message is committed before generation starts; the answer is created as 'streaming' and
 grows through an AnswerWriter; the engine's final record closes it with its figures.
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..events import Finished
-from ..sampling import SamplingSettings
 from .db import HistoryError
 from .store import Conversation, HistoryStore, Message
 from .writer import AnswerWriter
@@ -40,16 +39,6 @@ def _last_answer(store: HistoryStore, conversation_id: str) -> Message:
     return path[-1]
 
 
-def start_regeneration(store: HistoryStore, conversation_id: str, *, model: str | None,
-                       model_revision: str | None, settings: SamplingSettings) -> RecordedTurn:
-    """A new version of the last answer, beside the old one (a branch)."""
-    question = _last_answer(store, conversation_id).parent_id
-    answer = store.begin_answer(conversation_id, question, model=model, model_revision=model_revision,
-                                settings=settings.to_dict(), seed=settings.seed)
-    messages = engine_messages(store, store.conversation(conversation_id))
-    return RecordedTurn(None, answer, AnswerWriter(store, answer.id), messages[:-1])
-
-
 def start_continuation(store: HistoryStore, conversation_id: str) -> RecordedTurn:
     """Go on with the last answer (stopped, cut short or interrupted), in the same message."""
     answer = store.resume_answer(_last_answer(store, conversation_id).id)
@@ -60,22 +49,9 @@ def start_continuation(store: HistoryStore, conversation_id: str) -> RecordedTur
     return RecordedTurn(None, answer, writer, messages, continuing=True, prefix=prefix)
 
 
-def start_turn(store: HistoryStore, conversation_id: str, user_text: str, *, model: str | None,
-               model_revision: str | None, settings: SamplingSettings) -> RecordedTurn:
-    user = store.add_user_message(conversation_id, user_text)
-    answer = store.begin_answer(conversation_id, user.id, model=model, model_revision=model_revision,
-                                settings=settings.to_dict(), seed=settings.seed)
-    messages = engine_messages(store, store.conversation(conversation_id))
-    return RecordedTurn(user, answer, AnswerWriter(store, answer.id), messages[:-1])
-
-
-def finish_turn(store: HistoryStore, turn: RecordedTurn, result: Finished) -> bool:
-    """Close the answer with the engine's record; False if nothing was answered (then removed)."""
-    if not result.text and result.finish_reason in ("cancelled", "error") and not turn.continuing:
-        store.delete_message(turn.user.id if turn.user else turn.answer.id)
-        return False
+def finish_turn(store: HistoryStore, turn: RecordedTurn, result: Finished) -> None:
+    """Close the answer with the engine's record."""
     turn.writer.finish(turn.prefix + result.text, **answer_figures(result))
-    return True
 
 
 def answer_figures(result: Finished) -> dict[str, Any]:

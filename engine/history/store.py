@@ -140,6 +140,11 @@ class HistoryStore:
             self._conn.close()
             raise
 
+    @classmethod
+    def in_memory(cls) -> HistoryStore:
+        """A history that lives only in this process (the terminal's --no-save)."""
+        return cls(Path(":memory:"))
+
     @property
     def recovered_from(self) -> Path | None:
         """Where a damaged earlier history was kept, when one was replaced on opening."""
