@@ -28,6 +28,7 @@ from .kv_cache import ConversationCaches
 from .model_folder import ModelInfo, resolve_model
 from .platform import default_prefill_step, release_thread_streams, usable_memory_bytes
 from .prompts import choose_format
+from .speculative import can_draft_for
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ class Engine:
         info = model if isinstance(model, ModelInfo) else resolve_model(model)
         tokenizer = load_tokenizer(info)
         target = self.loaded.tokenizer
-        if (tokenizer.token_bytes, tokenizer.eos_ids) != (target.token_bytes, target.eos_ids):
+        if not can_draft_for(tokenizer, target):
             raise HearthError(f"{info.name} cannot draft for {self.loaded.info.name}: their tokenizers "
                               f"differ, so its ids would mean other text.")
         fit.require_fit(info, self.loaded.context_length, self.memory_bytes)

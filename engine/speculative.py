@@ -63,6 +63,12 @@ class DraftCounts:
     drafted: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, ids fed, produced)
 
 
+def can_draft_for(draft: Any, target: Any) -> bool:
+    """Whether a model with tokenizer `draft` can draft for one with tokenizer `target`: every id
+    must mean the same bytes and end an answer alike, or its drafts would be other text."""
+    return (draft.token_bytes, draft.eos_ids) == (target.token_bytes, target.eos_ids)
+
+
 def wants_lookup(mode: str, stats: DraftStats) -> bool:
     """Whether an answer starts with prompt lookup. auto: where batched passes are cheap (not on
     MLX's CPU backend) and this model has not shown they cost too much."""

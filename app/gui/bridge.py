@@ -75,6 +75,12 @@ class EngineBridge(QObject):
     def load(self, model: str, context_length: int | None = None) -> int:
         return self._track(lambda: self.engine.load(model, context_length=context_length, on_event=self._event.emit))
 
+    def load_draft(self, model: str) -> int:
+        """Load a draft model (Prefs "generation/draft" holding a model ref) after the main model;
+        `finished` says "done", or "error" with why (another tokenizer, too large, not found).
+        Requests with GenerationRequest(draft="model") then use it."""
+        return self._track(lambda: self.engine.load_draft(model, on_event=self._event.emit))
+
     def generate(self, request: GenerationRequest) -> int:
         return self._track(lambda: self.engine.generate(request, on_event=self._event.emit))
 

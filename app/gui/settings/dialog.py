@@ -68,6 +68,7 @@ class SettingsDialog(QDialog):
         """Re-read what may have changed elsewhere (the CLI, another window), in the background."""
         self.models_page.reload()
         self.generation_page.presets.reload()
+        self.generation_page.reload_drafts()
         self.data_page.reload()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override

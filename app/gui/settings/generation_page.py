@@ -1,4 +1,5 @@
-"""The Generation page: default system prompt, sampling, context policy and length, and presets."""
+"""The Generation page: default system prompt, sampling, context policy and length, speculative
+decoding, and presets."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import HearthError
 from engine.history import HistoryStore
+from engine.library import library
 from engine.sampling import SamplingSettings
 
 from ..background import run_in_background
@@ -31,6 +33,9 @@ from .widgets import Banner, double_spin, hbox, int_spin, named, push_button
 
 SAVE_DELAY_MS = 400  # generation settings are written once typing pauses, not on every keystroke
 CONTEXT_POLICIES = {"drop_oldest": "Drop the oldest exchanges, keep the system prompt"}
+# Prefs "generation/draft": one of these modes, or the ref of a draft model from the library.
+DRAFT_MODES = {"auto": "Automatic (prompt lookup where it pays)", "lookup": "Prompt lookup", "off": "Off"}
+DRAFT_DEFAULT = "auto"
 
 
 class SamplingForm(QWidget):
@@ -196,6 +201,11 @@ class GenerationPage(QWidget):
             self.context_policy.addItem(label, key)
         self.context_length = int_spin("Context length in tokens", 0, 131072, "the model's own (at most 8,192)")
         self.context_length.setSingleStep(1024)
+        self.draft = named(QComboBox(), "Speculative decoding",
+                           "Prompt lookup drafts from the conversation; a draft model must share the "
+                           "default model's tokenizer")
+        for key, label in DRAFT_MODES.items():
+            self.draft.addItem(label, key)
         self.presets = PresetsBox(store, self.sampling, self.banner)
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save_now)
@@ -205,6 +215,7 @@ class GenerationPage(QWidget):
         self.sampling.changed.connect(self._schedule_save)
         self.context_policy.currentIndexChanged.connect(self._schedule_save)
         self.context_length.valueChanged.connect(self._schedule_save)
+        self.draft.currentIndexChanged.connect(self._schedule_save)
         QApplication.instance().aboutToQuit.connect(self.save_now)  # an edit just before quitting
 
     def _build(self) -> None:
@@ -214,6 +225,7 @@ class GenerationPage(QWidget):
         form.addRow(self.sampling)
         form.addRow("Context:", self.context_policy)
         form.addRow("Context length:", self.context_length)
+        form.addRow("Speculative decoding:", self.draft)
         layout = QVBoxLayout(self)
         layout.addWidget(defaults)
         layout.addWidget(self.presets)
@@ -226,6 +238,35 @@ class GenerationPage(QWidget):
         policy = self.context_policy.findData(self.prefs.get("generation/context_policy"))
         self.context_policy.setCurrentIndex(max(policy, 0))
         self.context_length.setValue(self.prefs.get("generation/context_length"))
+        self._show_draft(self.prefs.get("generation/draft", DRAFT_DEFAULT))
+
+    def reload_drafts(self) -> None:
+        """List the library's models that can draft for the default model (in the background: it
+        reads their tokenizers)."""
+        run_in_background(draft_candidates, self._show_draft_models,
+                          lambda exc: self.banner.show_error(f"Could not list draft models: {exc}"),
+                          parent=self)
+
+    def _show_draft_models(self, models: list[tuple[str, str]]) -> None:
+        chosen = self.draft.currentData()
+        self.draft.blockSignals(True)
+        while self.draft.count() > len(DRAFT_MODES):
+            self.draft.removeItem(self.draft.count() - 1)
+        for ref, name in models:
+            self.draft.addItem(f"Draft model: {name}", ref)
+        self.draft.blockSignals(False)
+        self._show_draft(chosen)
+
+    def _show_draft(self, value: str) -> None:
+        """Select `value`; a model no longer listed (deleted, or the default model changed) stays
+        chosen and says so, rather than silently becoming another choice."""
+        index = self.draft.findData(value)
+        self.draft.blockSignals(True)
+        if index < 0:
+            self.draft.addItem(f"Draft model: {value} (not checked against the default model)", value)
+            index = self.draft.count() - 1
+        self.draft.setCurrentIndex(index)
+        self.draft.blockSignals(False)
 
     def _schedule_save(self, *_args: Any) -> None:
         self._save_timer.start()  # not connected directly: start(int) would take a value as the delay
@@ -240,5 +281,30 @@ class GenerationPage(QWidget):
         self.prefs.set("generation/system_prompt", self.system_prompt.toPlainText())
         self.prefs.set("generation/context_policy", self.context_policy.currentData())
         self.prefs.set("generation/context_length", self.context_length.value())
+        self.prefs.set("generation/draft", self.draft.currentData())
         if sampling is not None:
             self.prefs.set_sampling(sampling)
+
+
+def draft_candidates() -> list[tuple[str, str]]:
+    """(ref, name) of the installed models that can draft for the default model: smaller, and with
+    the same tokenizer (what Engine.load_draft checks). Background work: it loads tokenizers."""
+    from engine.speculative import can_draft_for
+    from engine.tokenizer import load_tokenizer
+
+    default = library.default_model()
+    models = [m for m in library.installed_models() if m.usable and m.info is not None]
+    target = next((m for m in models if m.ref == default), None)
+    if target is None:
+        return []
+    target_tokenizer = load_tokenizer(target.info)
+    found = []
+    for model in models:
+        if model.ref == target.ref or model.info.weight_bytes >= target.info.weight_bytes:
+            continue
+        try:
+            if can_draft_for(load_tokenizer(model.info), target_tokenizer):
+                found.append((model.ref, model.name))
+        except Exception:  # noqa: BLE001 - a tokenizer that does not load cannot draft
+            continue
+    return found

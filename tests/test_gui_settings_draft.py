@@ -1,0 +1,126 @@
+"""Settings > Generation: the speculative decoding choice (Prefs "generation/draft"), with draft
+models from the library that share the default model's tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import tiny_models
+from PySide6.QtCore import Qt
+
+from app.gui import background
+from app.gui.downloads import DownloadManager
+from app.gui.prefs import Prefs
+from app.gui.settings import SettingsDialog
+from engine.history import HistoryStore
+from engine.library import library
+
+
+def settle(qtbot) -> None:
+    qtbot.waitUntil(lambda: background.active_jobs() == 0, timeout=30_000)
+
+
+@pytest.fixture
+def library_models(tmp_path, model_copy):
+    """A default model, a smaller one with its tokenizer, one with another tokenizer, and one with its
+    tokenizer but larger: only the second can draft for it."""
+    target = tiny_models.build_model(tmp_path / "target", "spm_legacy", hidden_size=128, num_heads=2,
+                                     num_kv_heads=1, intermediate_size=256)
+    draft = model_copy("spm_legacy", "small-draft")
+    other = model_copy("bpe_llama3", "other-vocabulary")
+    larger = tiny_models.build_model(tmp_path / "larger", "spm_legacy", hidden_size=256, num_heads=4,
+                                     num_kv_heads=2, intermediate_size=512)
+    refs = {name: library.import_folder(path).ref
+            for name, path in (("target", target), ("draft", draft), ("other", other), ("larger", larger))}
+    library.set_default(refs["target"])
+    return refs
+
+
+@pytest.fixture
+def open_dialog(qtbot):
+    store, manager, dialogs = HistoryStore(), DownloadManager(), []
+
+    def open_() -> SettingsDialog:
+        dialog = SettingsDialog(Prefs(), store, manager)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        settle(qtbot)
+        dialogs.append(dialog)
+        return dialog
+
+    yield open_
+    for dialog in dialogs:
+        dialog.close()
+    settle(qtbot)
+    assert manager.shutdown(10.0)
+    store.close()
+
+
+def _generation_tab(qtbot, dialog):
+    tab_bar = dialog.tabs.tabBar()
+    index = next(i for i in range(tab_bar.count()) if tab_bar.tabText(i) == "Generation")
+    qtbot.mouseClick(tab_bar, Qt.MouseButton.LeftButton, pos=tab_bar.tabRect(index).center())
+    assert dialog.tabs.currentWidget() is dialog.generation_page
+    return dialog.generation_page
+
+
+def test_speculative_decoding_is_chosen_with_the_keyboard_and_kept(qtbot, library_models, open_dialog):
+    page = _generation_tab(qtbot, open_dialog())
+    combo = page.draft
+    assert combo.currentData() == "auto"  # the default
+    items = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())]
+    assert items == [("Automatic (prompt lookup where it pays)", "auto"), ("Prompt lookup", "lookup"),
+                     ("Off", "off"), ("Draft model: small-draft", library_models["draft"])]
+
+    combo.setFocus()
+    qtbot.keyClick(combo, Qt.Key.Key_Down)
+    qtbot.waitUntil(lambda: Prefs().get("generation/draft") == "lookup", timeout=5_000)  # saved shortly
+    qtbot.keyClick(combo, Qt.Key.Key_End)
+    assert combo.currentText() == "Draft model: small-draft"
+    page.window().close()  # closing Settings saves at once
+    assert Prefs().get("generation/draft") == library_models["draft"]
+
+    again = _generation_tab(qtbot, open_dialog())  # as after a restart
+    assert again.draft.currentData() == library_models["draft"]
+    again.draft.setFocus()
+    qtbot.keyClick(again.draft, Qt.Key.Key_Up)
+    assert again.draft.currentData() == "off"
+    again.window().close()
+    assert Prefs().get("generation/draft") == "off"
+
+
+def test_a_chosen_draft_model_no_longer_matching_stays_chosen_and_says_so(qtbot, library_models,
+                                                                        open_dialog):
+    Prefs().set("generation/draft", library_models["other"])  # e.g. chosen for an earlier default model
+    page = _generation_tab(qtbot, open_dialog())
+    assert page.draft.currentData() == library_models["other"]
+    assert "not checked" in page.draft.currentText()
+    page.window().close()
+    assert Prefs().get("generation/draft") == library_models["other"]  # not silently changed
+
+
+def test_the_bridge_loads_the_chosen_draft_model_after_the_main_one(qtbot, library_models):
+    from app.gui.bridge import EngineBridge
+    from engine.generation import GenerationRequest
+    from engine.sampling import SamplingSettings
+
+    bridge = EngineBridge()
+    bridge.start()
+    results: dict[int, dict] = {}
+    bridge.finished.connect(lambda request_id, result: results.__setitem__(request_id, result))
+
+    def outcome(request_id: int) -> dict:
+        qtbot.waitUntil(lambda: request_id in results, timeout=60_000)
+        return results[request_id]
+
+    try:
+        assert outcome(bridge.load(library_models["target"]))["finish_reason"] == "done"
+        refused = outcome(bridge.load_draft(library_models["other"]))
+        assert refused["finish_reason"] == "error" and "tokenizers differ" in refused["error"]
+        assert outcome(bridge.load_draft(library_models["draft"]))["finish_reason"] == "done"
+        request = GenerationRequest([{"role": "user", "content": "Say something."}],
+                                    SamplingSettings(temperature=0.0, max_tokens=8), draft="model")
+        answer = outcome(bridge.generate(request))
+        assert answer["finish_reason"] in ("stop", "length") and answer["generation_tokens"] > 0
+        assert answer["draft_proposed"] > 0  # the draft model drafted
+    finally:
+        bridge.shutdown()
