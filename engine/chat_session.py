@@ -98,6 +98,8 @@ class Outcome:
 class SessionListener:
     """What a front end hears from its session; every method is optional."""
 
+    def conversation_created(self, conversation_id: str) -> None: ...
+
     def turn_started(self, turn: Turn) -> None: ...
 
     def text_streamed(self, turn: Turn, text: str) -> None: ...
@@ -223,6 +225,7 @@ class ChatSession:
             self.conversation_id = self.store.create_conversation(
                 model=self.model_ref, model_revision=self.model_revision, system_prompt=self.system_prompt,
                 settings=self.sampling.to_dict()).id
+            self.listener.conversation_created(self.conversation_id)
         last = self.store.active_path(self.conversation_id, last=1)
         # After a message that was never answered, the new one goes beside it, so neither is lost.
         parent, branch = (last[-1].parent_id, True) if last and last[-1].role == "user" else (None, False)

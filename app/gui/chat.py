@@ -293,10 +293,7 @@ class ChatController(QObject, SessionListener):
         saying why, when it cannot be sent; the caller keeps the text then."""
         if not text.strip():
             return False
-        created = self.conversation_id is None
         started = self._starting(lambda: self.session.send(text), typed=True)
-        if created and self.conversation_id is not None:
-            self.conversationChanged.emit(self.conversation_id)
         if started:
             self.historyChanged.emit()
         return started
@@ -338,6 +335,9 @@ class ChatController(QObject, SessionListener):
         self.session.save_partial_for_quit()
 
     # --- the session's news (SessionListener) ---
+
+    def conversation_created(self, conversation_id: str) -> None:
+        self.conversationChanged.emit(conversation_id)
 
     def turn_started(self, turn: Turn) -> None:
         self._pending = ""
