@@ -45,6 +45,35 @@ FocusScope {
         bodyText.select(at, at + needle.length)
         return true
     }
+    // [row, text position, on the text] for a point of the scene (Transcript.textPositionAt):
+    // above the text counts as its start, below it as its end.
+    function textPositionAt(sceneX, sceneY) {
+        if (!bodyText.visible)
+            return [index, -1, false]
+        const p = bodyText.mapFromItem(null, sceneX, sceneY)
+        const on = p.x >= 0 && p.y >= 0 && p.x <= bodyText.width && p.y <= bodyText.height
+        const position = p.y < 0 ? 0 : p.y > bodyText.height ? bodyText.length : bodyText.positionAt(p.x, p.y)
+        return [index, position, on]
+    }
+    function placeCursor(position) {
+        bodyText.select(position, position)
+    }
+    // This message's part of a selection dragged across messages, if any.
+    property bool showsSpan: false
+    function showSpan() {
+        if (bodyText.visible && root.spanFirstRow >= 0 && index >= root.spanFirstRow && index <= root.spanLastRow) {
+            bodyText.select(index === root.spanFirstRow ? root.spanFirstPos : 0,
+                            index === root.spanLastRow ? root.spanLastPos : bodyText.length)
+            showsSpan = true
+        } else if (showsSpan) {
+            bodyText.deselect()
+            showsSpan = false
+        }
+    }
+    Connections {
+        target: root
+        function onSpanChanged() { message.showSpan() }
+    }
     function startEditing() {
         editing = true
         editor.text = plain
@@ -56,6 +85,7 @@ FocusScope {
         delete root.drafts[messageId]
     }
     Component.onCompleted: {
+        showSpan()
         const draft = root.drafts[messageId]
         if (isUser && draft !== undefined) {
             editing = true
