@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from gui_window import items, shown_text
 from PySide6.QtCore import Q_ARG, Q_RETURN_ARG, QMetaObject, QObject
 from PySide6.QtWidgets import QApplication
 
@@ -106,6 +107,8 @@ def test_a_send_and_its_answer_in_a_1000_message_chat_change_only_their_rows(vie
     assert signals.changed == [(1001, 1001)]
     assert _delegate(view, 1001).property("testTag") == "the answer"
     assert _delegate(view, 1001).property("messageId") == "a-new"
+    shown = [i for i in items(_delegate(view, 1001)) if i.isVisible() and i.objectName() in ("body", "piece", "tail")]
+    assert [i.objectName() for i in shown] == ["body"] and shown_text(shown[0]) == "Here is the answer."
     assert not view.streaming and view.shown_messages()[-1] == answer
     assert view.toPlainText().endswith("Assistant · 42.0 tok/s\nHere is **the answer**.")
     assert _list(view).property("atYEnd")
