@@ -11,6 +11,7 @@ from gui_window import (
     click_row,
     items,
     message_item,
+    shown_text,
     window_fixture,  # noqa: F401 - the `window` fixture
 )
 from PySide6.QtCore import QObject, QPointF
@@ -57,3 +58,23 @@ def test_a_long_code_line_stays_inside_the_window(qtbot, window, width):
     # Wrapping is only on screen: the code copies as it was written, on one line.
     click_action(view, answer.id, "copyCode0")
     assert QGuiApplication.clipboard().text() == f"{LONG_LINE}\nprint(rows)"
+
+
+def test_a_long_code_line_being_streamed_stays_inside_the_transcript(qtbot):
+    from app.gui.transcript import TranscriptView
+
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    view.resize(640, 600)
+    view.show()
+    view.begin_answer()
+    # The fence's first lines become finished pieces; the line still arriving is the tail.
+    view.append_text(f"Look:\n\n```python\n{LONG_LINE}\n{LONG_LINE}\n" + "x = 1\n" * 120 + LONG_LINE)
+    view.model.render_stream()
+    messages = view.rootObject().findChild(QObject, "messages")
+    item = view.message_item(0)
+    texts = [i for i in items(item) if i.objectName() in ("piece", "tail") and i.isVisible()]
+    assert len(texts) >= 2 and LONG_LINE in shown_text(texts[-1]).replace("\u2029", "\n")
+    for text in texts:
+        assert text.property("contentWidth") <= text.width() + 0.5
+        assert text.mapToItem(messages, QPointF(text.property("contentWidth"), 0)).x() <= messages.width()
