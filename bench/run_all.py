@@ -16,7 +16,7 @@ import traceback
 from bench import common
 
 BENCHMARKS = ("engine_overhead", "multi_turn", "detokenize", "memory", "history", "downloads", "gui", "imports",
-              "instant", "speculative", "server")
+              "instant", "kv_quantized", "speculative", "server")
 
 
 def _summary_rows(result: dict) -> list[tuple[str, str, str, str]]:

@@ -525,8 +525,8 @@ def _check_loaded(cache: list[Any], metadata: dict[str, str], identity: ModelIde
 
 
 def _positions(layer: Any) -> int:
-    """How many positions a layer's buffers hold (a quantized layer's keys are a tuple of arrays)."""
-    keys = layer.keys[0] if isinstance(layer.keys, tuple) else layer.keys
+    """How many positions a layer's buffers hold (a quantized layer keeps its keys as three arrays: a list once loaded)."""
+    keys = layer.keys[0] if isinstance(layer.keys, (list, tuple)) else layer.keys
     return int(keys.shape[-2])
 
 
@@ -573,7 +573,7 @@ def _trimmed(cache: list[Any], bits: int | None = None) -> list[Any]:
 def _layer_bytes(layer: Any) -> int:
     total = 0
     for part in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-        for array in part if isinstance(part, tuple) else (part,):
+        for array in part if isinstance(part, (list, tuple)) else (part,):
             total += getattr(array, "nbytes", 0)
     return total
 

@@ -115,7 +115,7 @@ class Engine:
         Settings > Data says (disk_cache.read_kv_bits).
 
         kv_bits (8): caches holding at least quantized_kv_start positions are kept at that many bits
-        in memory too (long contexts take ~0.28 of float32's memory, ~0.56 of float16's).
+        in memory too (long contexts take ~0.28 of float32's memory, ~0.53 of float16's).
 
         thread_factory(target) makes the engine's one thread: an object with start() and
         join(timeout). The default is a threading.Thread; the desktop app passes a QThread."""

@@ -7,7 +7,7 @@ in `evicted` until the engine saves them to disk (engine.disk_cache). MLX object
 only by the engine thread.
 
 Long caches can be kept at 8 bits (mlx-lm's QuantizedKVCache, as its generate_step does with
-kv_bits and quantized_kv_start): about 0.28 of float32's bytes (0.56 of float16's) per token, and an
+kv_bits and quantized_kv_start): about 0.28 of float32's bytes (0.53 of float16's) per token, and an
 approximation of the computed keys and values (bench/kv_quantized.py measures what it changes).
 """
 
