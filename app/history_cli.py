@@ -103,7 +103,7 @@ def _delete(args: argparse.Namespace) -> int:
         title = store.conversation(conversation_id).title
         store.delete_conversation(conversation_id)
     try:
-        disk_cache.forget_conversation(conversation_id)  # its saved KV caches hold its words
+        disk_cache.forget_conversation(conversation_id, deleted=True)  # its KV caches hold its words
     except OSError as exc:
         print(f"Its saved conversation caches could not be deleted: {exc}", file=sys.stderr)
     print(f"Deleted {conversation_id[:SHORT_ID]} ({title}).", file=sys.stderr)

@@ -9,7 +9,8 @@ prefix with it. Files live in Hearth's cache folder, within a disk budget; the l
 first.
 
 Deleting a conversation deletes every file labelled with it, whatever model made it, from any
-process, with no model loaded (forget_conversation). A file that another conversation saved is kept
+process, with no model loaded (forget_conversation), and records its id beside the files so that no
+process still holding it in memory (the terminal, say) saves it again. A file that another conversation saved is kept
 even where it shares a prefix with the deleted one: every token in it belongs to that other
 conversation, which still exists. Files whose conversation cannot be told (an older Hearth's, a
 damaged one) are deleted too.
@@ -63,6 +64,9 @@ STALE_TMP_S = 3600
 META = "0."
 FULL = "full"  # the kv_bits label of a file holding keys and values as the model computed them
 MAX_HEADER_BYTES = 64 * 2**20
+# Ids of deleted conversations, whose caches no process may save again (see forget_conversation).
+DELETED_FILE = "deleted-conversations.json"
+MAX_DELETED = 10_000
 
 
 @dataclass(frozen=True)
@@ -217,17 +221,23 @@ def clear() -> int:
     return freed
 
 
-def forget_conversation(conversation_id: str) -> int:
-    """Delete the saved caches of a conversation that was deleted: every file labelled with it
-    (every model's), and every file whose conversation cannot be told (an older Hearth's, or one whose
-    label cannot be read), since it may hold the conversation's keys and values. Returns how many files
-    went. Plain file work: any thread, any process, no model loaded. A file another process is
-    writing at this moment is not seen; that process saved it after the delete (see README)."""
+def forget_conversation(conversation_id: str, deleted: bool = False) -> int:
+    """Delete a conversation's saved caches: every file labelled with it (every model's), and every
+    file whose conversation cannot be told (an older Hearth's, or one whose label cannot be read),
+    since it may hold the conversation's keys and values. Returns how many files went. Plain file
+    work: any thread, any process, no model loaded.
+
+    deleted: the conversation itself was deleted, so no process may save a cache of it again (one
+    that still has it in memory, such as the terminal, would when it leaves it or quits). Its id
+    is recorded beside the files; without it (the conversation goes on, its cache was only stale)
+    a later save is welcome."""
     if not conversation_id:
         raise ValueError("no conversation to forget")
     where = folder()
-    deleted = 0
-    with _locked(where):
+    count = 0
+    with _locked(where):  # a save publishes its file under this lock too: it sees the record
+        if deleted:
+            _record_deleted(where, conversation_id)
         for path in _cache_files(where):
             try:
                 label = _read_metadata(path).get(META + "conversation")
@@ -238,8 +248,32 @@ def forget_conversation(conversation_id: str) -> int:
             if label is None or label == conversation_id:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-                    deleted += 1
-    return deleted
+                    count += 1
+    return count
+
+
+def _deleted_conversations(where: Path) -> list[str]:
+    try:
+        data = json.loads((where / DELETED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [item for item in data if isinstance(item, str)] if isinstance(data, list) else []
+
+
+def _record_deleted(where: Path, conversation_id: str) -> None:
+    """Add a deleted conversation's id to the record (the most recent MAX_DELETED kept); the caller
+    holds the folder's lock."""
+    ids = [item for item in _deleted_conversations(where) if item != conversation_id]
+    ids = (ids + [conversation_id])[-MAX_DELETED:]
+    fd, tmp = tempfile.mkstemp(dir=where, prefix=TMP_PREFIX, suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(ids, f)
+        os.replace(tmp, where / DELETED_FILE)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _size(path: Path) -> int:
@@ -367,6 +401,8 @@ class DiskCaches:
         except OSError as exc:
             self.log_fault(exc)
             return None
+        if path is None:
+            return None
         for saved in existing:
             if _superseded(saved.ids, ids) and saved.path != path:
                 with contextlib.suppress(OSError):
@@ -374,7 +410,8 @@ class DiskCaches:
         evict(budget, keep=path)
         return path
 
-    def _write(self, trimmed: list[Any], ids: list[int], conversation: str) -> Path:
+    def _write(self, trimmed: list[Any], ids: list[int], conversation: str) -> Path | None:
+        """The written file, or None where its conversation was deleted meanwhile."""
         from mlx_lm.models.cache import save_prompt_cache
 
         where = folder()
@@ -390,7 +427,11 @@ class DiskCaches:
             save_prompt_cache(tmp, trimmed, metadata)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, target)
+            with _locked(where):  # no forget_conversation between the check and the rename
+                if conversation and conversation in _deleted_conversations(where):
+                    os.unlink(tmp)
+                    return None
+                os.replace(tmp, target)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

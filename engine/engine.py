@@ -196,10 +196,12 @@ class Engine:
     def unload(self, on_event: EventSink | None = None) -> RequestHandle:
         return self._submit(self._unload, on_event)
 
-    def forget(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
-        """Drop a conversation's KV cache (its history was deleted or rewritten) and delete every
-        saved copy of it, whichever model made it; works with no model loaded."""
-        return self._submit(lambda h: self._forget(h, conversation_id), on_event)
+    def forget(self, conversation_id: str, on_event: EventSink | None = None, *,
+               deleted: bool = False) -> RequestHandle:
+        """Drop a conversation's KV cache (its history was rewritten, or deleted) and delete every
+        saved copy of it, whichever model made it; works with no model loaded. deleted: the
+        conversation was deleted, so no Hearth process may save a cache of it again."""
+        return self._submit(lambda h: self._forget(h, conversation_id, deleted), on_event)
 
     def leave(self, conversation_id: str, on_event: EventSink | None = None) -> RequestHandle:
         """The user left a conversation: save its cache to disk (it stays in memory too)."""
@@ -325,11 +327,11 @@ class Engine:
         handle.emit(ModelUnloaded(handle.id, name, int(mx.get_active_memory())))
         handle.emit(Finished(handle.id, "done"))
 
-    def _forget(self, handle: RequestHandle, conversation_id: str) -> None:
+    def _forget(self, handle: RequestHandle, conversation_id: str, deleted: bool) -> None:
         if self.caches is not None:
             self.caches.drop(conversation_id)
         try:
-            disk_cache.forget_conversation(conversation_id)
+            disk_cache.forget_conversation(conversation_id, deleted=deleted)
         except OSError as exc:  # a read-only or vanished cache folder: nothing more can be deleted
             log.warning("the saved caches of a deleted conversation could not be deleted: %s", exc)
         handle.emit(Finished(handle.id, "done"))

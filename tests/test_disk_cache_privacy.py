@@ -117,3 +117,35 @@ def test_hearth_history_delete_deletes_the_chats_saved_cache(llama2_chat, hearth
                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert deleted.returncode == 0, deleted.stderr
     assert set(_saved()) == {"other"}
+
+
+def test_a_process_still_holding_a_deleted_chat_never_saves_it_again(llama2_chat, hearth_home):
+    """The terminal has chat A open while the app deletes it: leaving A or quitting saves nothing
+    of it; its other chats are saved as before."""
+    with Engine(prefill_step_size=64) as terminal:
+        terminal.load(llama2_chat).wait()
+        _ask(terminal, _chat(SECRET), "A")
+        assert _saved() == {}  # in memory only so far
+        app = subprocess.run(  # another process: no engine, no model
+            [sys.executable, "-c", "from engine import disk_cache; "
+             "print(disk_cache.forget_conversation('A', deleted=True))"],
+            env={**os.environ, "HEARTH_HOME": str(hearth_home)}, cwd=REPO, capture_output=True,
+            text=True, timeout=120)
+        assert app.returncode == 0, app.stderr
+        terminal.leave("A").wait()
+        assert _saved() == {}
+        _ask(terminal, _chat("Tell me about sourdough starters."), "B")
+    assert set(_saved()) == {"B"}  # saved at shut-down; A, still in memory, was not
+
+
+def test_a_chat_whose_cache_was_only_stale_saves_again(llama2_chat):
+    """forget without deleted (a system prompt changed, /reset): the chat goes on and is saved again."""
+    with Engine(prefill_step_size=64) as engine:
+        engine.load(llama2_chat).wait()
+        _ask(engine, _chat(SECRET), "A")
+        engine.leave("A").wait()
+        engine.forget("A").wait()
+        assert _saved() == {}
+        _ask(engine, _chat("A new start."), "A")
+        engine.leave("A").wait()
+    assert set(_saved()) == {"A"}

@@ -94,6 +94,12 @@ class EngineBridge(QObject):
     def forget(self, conversation_id: str) -> int:
         return self._track(lambda: self.engine.forget(conversation_id, on_event=self._event.emit))
 
+    def forget_deleted(self, conversation_id: str) -> int:
+        """The user deleted this conversation: its caches go, in memory and on disk, and no Hearth
+        process (the terminal too) may save one of it again."""
+        return self._track(lambda: self.engine.forget(conversation_id, on_event=self._event.emit,
+                                                      deleted=True))
+
     def cancel(self, request_id: int) -> None:
         handle = self._handles.get(request_id)
         if handle is not None:
