@@ -109,8 +109,8 @@ class EngineLink:
     def leave(self, conversation_id: str) -> None:
         self.engine.leave(conversation_id)
 
-    def forget(self, conversation_id: str) -> None:
-        self.engine.forget(conversation_id)
+    def forget(self, conversation_id: str, deleted: bool = False) -> None:
+        self.engine.forget(conversation_id, deleted=deleted)
 
 
 class Printer(SessionListener):

@@ -40,7 +40,7 @@ class EngineLink(Protocol):
 
     def leave(self, conversation_id: str) -> Any: ...
 
-    def forget(self, conversation_id: str) -> Any: ...
+    def forget(self, conversation_id: str, deleted: bool = False) -> Any: ...
 
 
 class TurnRefused(HearthError):
@@ -203,14 +203,15 @@ class ChatSession:
             except (HearthError, TypeError, ValueError):
                 pass  # an odd saved value: the defaults
 
-    def conversation_deleted(self, conversation_id: str) -> None:
-        """The user deleted a conversation: its answer stops, and its caches (memory and disk) go."""
+    def conversation_deleted(self, conversation_id: str, undoable: bool = False) -> None:
+        """The user deleted a conversation: its answer stops and its caches (memory and disk) go.
+        Once the delete is final (not undoable), no Hearth process may save a cache of it again."""
         if self.turn is not None and self.turn.conversation_id == conversation_id:
             self.link.cancel(self.turn.request_id)
         if self.conversation_id == conversation_id:
             self.conversation_id = None
             self._load_settings()
-        self.link.forget(conversation_id)
+        self.link.forget(conversation_id, deleted=not undoable)
 
     # --- starting turns; each raises TurnRefused (saying why) when it cannot start ---
 

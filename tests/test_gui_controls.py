@@ -27,6 +27,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtTest import QTest
 
+from engine import disk_cache
+from engine.disk_cache import _deleted_conversations
+
 LEFT = Qt.MouseButton.LeftButton
 
 
@@ -293,6 +296,7 @@ def test_the_delete_key_deletes_the_selected_chat_with_undo_and_frees_its_cache(
     assert window.sidebar.undo_bar.isVisible() and "Delete me" in window.sidebar.undo_label.text()
     assert "Delete me" not in window.transcript.toPlainText()
     assert conv not in _cached_conversations(window)
+    assert conv not in _deleted_conversations(disk_cache.folder())  # Undo may still bring it back
     QTest.mouseClick(window.sidebar.undo_button, LEFT)
     assert window.sidebar.model.rowCount() == 1
     click_row(window, "Delete me")
@@ -300,6 +304,8 @@ def test_the_delete_key_deletes_the_selected_chat_with_undo_and_frees_its_cache(
     assert window.sidebar.model.rowCount() == 0
     window.sidebar.commit_deletes()
     assert window.store.list_conversations() == []
+    _cached_conversations(window)  # the engine has served the final forget before this
+    assert conv in _deleted_conversations(disk_cache.folder())  # no process may save it again
 
 
 def test_cmd_w_closes_the_window_and_cmd_q_quits(qtbot, window):

@@ -91,14 +91,11 @@ class EngineBridge(QObject):
         """The user left this conversation: the engine saves its cache to disk (off this thread)."""
         return self._track(lambda: self.engine.leave(conversation_id, on_event=self._event.emit))
 
-    def forget(self, conversation_id: str) -> int:
-        return self._track(lambda: self.engine.forget(conversation_id, on_event=self._event.emit))
-
-    def forget_deleted(self, conversation_id: str) -> int:
-        """The user deleted this conversation: its caches go, in memory and on disk, and no Hearth
-        process (the terminal too) may save one of it again."""
+    def forget(self, conversation_id: str, deleted: bool = False) -> int:
+        """Drop a conversation's caches, in memory and on disk. deleted: the user deleted it, so no
+        Hearth process (the terminal too) may save one of it again."""
         return self._track(lambda: self.engine.forget(conversation_id, on_event=self._event.emit,
-                                                      deleted=True))
+                                                      deleted=deleted))
 
     def cancel(self, request_id: int) -> None:
         handle = self._handles.get(request_id)

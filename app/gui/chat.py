@@ -218,11 +218,11 @@ class ChatController(QObject, SessionListener):
             self.refresh()
         self.transcript.show_match(message_id, matched)
 
-    def conversation_deleted(self, conversation_id: str) -> None:
-        """The user deleted a conversation: its answer stops, its caches go, and a new chat shows
-        if it was open."""
+    def conversation_deleted(self, conversation_id: str, undoable: bool = False) -> None:
+        """The user deleted a conversation (undoable: for a few seconds, Undo brings it back): its
+        answer stops, its caches go, and a new chat shows if it was open."""
         was_open = self.conversation_id == conversation_id
-        self.session.conversation_deleted(conversation_id)
+        self.session.conversation_deleted(conversation_id, undoable)
         if was_open:
             self.open(None)
 

@@ -378,6 +378,7 @@ class MainWindow(AddModelMixin, QMainWindow):
         self.sidebar.searchHitChosen.connect(self.chat.show_search_hit)
         self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.deleteRequested.connect(self._on_delete_requested)
+        self.sidebar.deleteCommitted.connect(self.chat.conversation_deleted)  # final: never cached again
         self.sidebar.exportRequested.connect(self._export)
         self.composer.send.connect(self._send_message)
         self.composer.stop.connect(self.chat.stop)
@@ -580,7 +581,7 @@ class MainWindow(AddModelMixin, QMainWindow):
             self.composer.message_sent()
 
     def _on_delete_requested(self, conversation_id: str) -> None:
-        self.chat.conversation_deleted(conversation_id)
+        self.chat.conversation_deleted(conversation_id, undoable=True)
 
     def _export_current(self) -> None:
         if self.chat.conversation_id:
