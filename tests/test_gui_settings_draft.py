@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import tiny_models
+from gui_window import send, wait_idle, window_fixture  # noqa: F401 - window_fixture: the `window` fixture
 from PySide6.QtCore import Qt
 
 from app.gui import background
@@ -124,3 +125,28 @@ def test_the_bridge_loads_the_chosen_draft_model_after_the_main_one(qtbot, libra
         assert answer["draft_proposed"] > 0  # the draft model drafted
     finally:
         bridge.shutdown()
+
+
+def test_the_window_answers_with_the_draft_model_settings_chose(qtbot, window, model_copy):
+    """The choice reaches the chat at once: the draft model is loaded beside the model and drafts
+    the next answer; one that cannot draft is refused with a notice, and answers go on without it."""
+    results: list[dict] = []
+    window.bridge.finished.connect(lambda _request_id, data: results.append(data))
+    other = library.import_folder(model_copy("bpe_llama3", "other-vocabulary")).ref
+    window.prefs.set("generation/draft", other)  # what closing Settings does with the choice
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
+    assert "draft model" in window.banner_text.text() and "tokenizers differ" in window.banner_text.text()
+    assert window.chat.session.draft == "auto"
+    assert "4,096-token context" in window.model_state.text()  # the model itself is still loaded
+
+    draft = library.import_folder(model_copy("spm_legacy", "small-draft")).ref
+    window.prefs.set("generation/draft", draft)
+    qtbot.waitUntil(lambda: window.chat.session.draft == "model", timeout=30_000)
+    results.clear()
+    send(qtbot, window, "Say something.")
+    wait_idle(qtbot, window)
+    [answer] = [r for r in results if r.get("generation_tokens")]
+    assert answer["finish_reason"] in ("stop", "length") and answer["draft_proposed"] > 0
+
+    window.prefs.set("generation/draft", "off")
+    assert window.chat.session.draft == "off"

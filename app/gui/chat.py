@@ -67,7 +67,6 @@ class ChatController(QObject, SessionListener):
         super().__init__(parent)
         self.store, self.bridge, self.transcript, self.prefs = store, bridge, transcript, prefs
         self.session = ChatSession(store, bridge, self.new_chat_defaults, listener=self)
-        self.session.draft = draft_mode(prefs.get("generation/draft", "auto"))
         self.show_all = False  # long conversations open with their last VISIBLE messages
         self._context_length = 0
         self._pending = ""  # streamed text not yet shown
@@ -76,8 +75,9 @@ class ChatController(QObject, SessionListener):
         bridge.promptReady.connect(lambda request_id, ready: self.session.on_event(event_from_dict(ready)))
         bridge.promptProgress.connect(
             lambda request_id, done, total: self.session.on_event(PromptProgress(request_id, done, total)))
-        bridge.finished.connect(lambda request_id, data: self.session.on_event(event_from_dict(data)))
+        bridge.finished.connect(self._on_finished)
         bridge.modelLoaded.connect(self._on_model_loaded)
+        self._draft_request: int | None = None  # loading the draft model Settings chose
         transcript.actionRequested.connect(self._on_action)
         transcript.editSubmitted.connect(self._on_edit_submitted)
         prefs.changed.connect(self._on_prefs_changed)
@@ -177,7 +177,7 @@ class ChatController(QObject, SessionListener):
 
     def _on_prefs_changed(self, key: str) -> None:
         if key == "generation/draft":
-            self.session.draft = draft_mode(self.prefs.get(key, "auto"))
+            self._use_draft_setting()
         if key not in ("generation/system_prompt", "generation/sampling"):
             return
         self._default_preset()  # a preset marked default before this change counts as earlier
@@ -393,8 +393,39 @@ class ChatController(QObject, SessionListener):
         kept = " The answer so far is kept." if outcome.answered else " Your message is kept: Retry or Edit it."
         return f"{reason}{where}{kept}"
 
+    # --- speculative decoding: Settings' choice ---
+
+    def _use_draft_setting(self) -> None:
+        """Settings > Generation's choice for the next answers. A draft model is loaded beside the
+        model (on the engine thread); until it is, and if it cannot be, prompt lookup decides."""
+        choice = self.prefs.get("generation/draft", "auto")
+        self.session.draft = draft_mode(choice)
+        self._draft_request = None
+        if self.session.draft != choice and self.model_ref:
+            self._draft_request = self.bridge.load_draft(choice)
+
+    def is_draft_request(self, request_id: int) -> bool:
+        """Whether a finished request was the draft model's load (its failure is not the model's)."""
+        return request_id == self._draft_request
+
+    def _on_finished(self, request_id: int, data: dict) -> None:
+        if request_id == self._draft_request:
+            self._draft_loaded(data)
+            return
+        self.session.on_event(event_from_dict(data))
+
+    def _draft_loaded(self, data: dict) -> None:
+        if data.get("finish_reason") == "done":
+            self.session.draft = "model"
+            return
+        choice = self.prefs.get("generation/draft", "")
+        self.notice.emit(f"The draft model {choice} was not loaded: {data.get('error') or 'it failed'}. "
+                         f"Answers use prompt lookup when it pays instead.", "settings")
+
     def _on_model_loaded(self, loaded: dict) -> None:
-        """The context length is known now: the meter shows the open chat against it."""
+        """The context length is known now: the meter shows the open chat against it. A draft model
+        chosen in Settings is loaded beside the new model."""
+        self._use_draft_setting()
         self._context_length = loaded["context_length"]
         if self.conversation_id is not None:
             try:

@@ -512,7 +512,9 @@ class MainWindow(AddModelMixin, QMainWindow):
         if self._model_text and peak_gb:
             self.header.show_state(f"{self._model_text} · {peak_gb:.2f} GB in use at peak")
 
-    def _on_request_finished(self, _request_id: int, data: dict) -> None:
+    def _on_request_finished(self, request_id: int, data: dict) -> None:
+        if self.chat.is_draft_request(request_id):
+            return  # the chat tells how loading the draft model went
         if data.get("peak_memory_gb"):
             self._show_memory(data["peak_memory_gb"])
         if data.get("finish_reason") == "error" and data.get("error_kind") not in (None, "PromptError", "ContextOverflow"):
