@@ -163,7 +163,7 @@ def _session(store: HistoryStore, engine: Engine, loaded: ModelLoaded, sampling:
 
 def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_length: int | None,
          prompt_format: str | None, save: bool = True, conversation: str | None = None,
-         draft: str = "auto") -> int:
+         draft: str = "auto", kv_bits: int | None = None) -> int:
     """A chat in the terminal, through the same chat session as the app. --no-save keeps it in a
     history in memory, and no cache of it is written to disk."""
     if conversation is not None and not save:
@@ -171,7 +171,7 @@ def chat(model: str, sampling: SamplingSettings, *, system: str | None, context_
     interactive = sys.stdin.isatty()
     store = open_store() if save else HistoryStore.in_memory()
     try:
-        with Engine(save_caches=save) as engine:
+        with Engine(save_caches=save, kv_bits=kv_bits) as engine:
             if interactive:
                 print(f"Loading {model} ...", file=sys.stderr)
             loaded = _load(engine, model, context_length, prompt_format)
@@ -274,14 +274,15 @@ def _report(outcome: Outcome | None) -> None:
 
 def generate_once(model: str, messages: list[dict[str, Any]], sampling: SamplingSettings, *,
                   as_json: bool, context_length: int | None, prompt_format: str | None,
-                  save: bool = False, conversation: str | None = None, draft: str = "auto") -> int:
+                  save: bool = False, conversation: str | None = None, draft: str = "auto",
+                  kv_bits: int | None = None) -> int:
     """One answer to the given messages; with --save (or --conversation) recorded in the history
     through a chat session, as a chat would be."""
     store = open_store() if (save or conversation) else None
     out = None if as_json else sys.stdout
     conversation_id = None
     try:
-        with Engine() as engine:
+        with Engine(kv_bits=kv_bits) as engine:
             loaded = _load(engine, model, context_length, prompt_format)
             draft = _load_draft(engine, draft)
             if store is None:

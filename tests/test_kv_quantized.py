@@ -151,3 +151,26 @@ def test_settings_data_switches_compression_with_a_click(qtbot):
         assert disk_cache.read_kv_bits() is None and not page.kv_compress.isChecked()
     finally:
         store.close()
+
+
+def test_kv_bits_in_the_terminal(llama2_chat, tmp_path):
+    """`--kv-bits 8` is the terminal's switch for long caches in memory: short answers are the same
+    (quantizing starts at 4,096 positions), and another width is one line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HEARTH_HOME": str(tmp_path / "home")}
+    messages = json.dumps([{"role": "user", "content": "Hello there"}])
+
+    def generate(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app.cli", "generate", str(llama2_chat), "--messages", "-",
+                               "--json", "--temp", "0", "--max-tokens", "6", *extra], input=messages,
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    plain, compressed, refused = generate(), generate("--kv-bits", "8"), generate("--kv-bits", "4")
+    assert plain.returncode == compressed.returncode == 0, compressed.stderr
+    assert json.loads(compressed.stdout)["token_ids"] == json.loads(plain.stdout)["token_ids"]
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    assert "--kv-bits: invalid choice: 4" in refused.stderr
