@@ -108,7 +108,8 @@ def model_identity(info: ModelInfo, context_length: int) -> ModelIdentity:
     quant = info.quantization or {}
     return ModelIdentity(
         weights_digest=digest.hexdigest(),
-        quantization=f"{quant.get('bits', 'none')}/{quant.get('group_size', '-')}",
+        # The bytes of a key or value too: float32 where the CPU backend widens 16-bit floats.
+        quantization=f"{quant.get('bits', 'none')}/{quant.get('group_size', '-')}/kv{info.kv_bytes_per_value}",
         context_length=context_length,
         mlx_lm_version=version("mlx-lm"),
         name=info.ref,

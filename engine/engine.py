@@ -26,7 +26,12 @@ from .events import Event, Finished, ModelLoaded, ModelLoading, ModelUnloaded
 from .generation import GenerationRequest, LoadedModel, generate
 from .kv_cache import ConversationCaches
 from .model_folder import ModelInfo, resolve_model
-from .platform import default_prefill_step, release_thread_streams, usable_memory_bytes
+from .platform import (
+    computes_in_float32,
+    default_prefill_step,
+    release_thread_streams,
+    usable_memory_bytes,
+)
 from .prompts import choose_format
 from .speculative import can_draft_for
 from .tokenizer import load_tokenizer
@@ -266,7 +271,9 @@ class Engine:
                 item[0].emit(Finished(item[0].id, "cancelled"))
 
     def _load(self, handle: RequestHandle, model, context_length: int | None, prompt_format) -> None:
-        info = model if isinstance(model, ModelInfo) else resolve_model(model)
+        source = model if isinstance(model, ModelInfo) else resolve_model(model)
+        widen = _widens(source)
+        info = source.widened() if widen else source  # its memory as computed here
         context = context_length or info.default_context
         if context < 16:
             raise HearthError(f"A context of {context} tokens is too small to chat in.")
@@ -280,7 +287,7 @@ class Engine:
         handle.emit(ModelLoading(handle.id, info.name))
         self._free_model()
         started = time.perf_counter()
-        self.loaded = LoadedModel(info, _load_weights(info), load_tokenizer(info), context, fmt,
+        self.loaded = LoadedModel(info, _load_weights(info, widen), load_tokenizer(info), context, fmt,
                                   kv_bits=self._kv_bits, kv_start=self._kv_start)
         budget = self._cache_budget
         if budget is None:
@@ -296,7 +303,9 @@ class Engine:
     def _load_draft(self, handle: RequestHandle, model) -> None:
         if self.loaded is None:
             raise HearthError("Load a model before its draft model.")
-        info = model if isinstance(model, ModelInfo) else resolve_model(model)
+        source = model if isinstance(model, ModelInfo) else resolve_model(model)
+        widen = _widens(source)
+        info = source.widened() if widen else source
         tokenizer = load_tokenizer(info)
         target = self.loaded.tokenizer
         if not can_draft_for(tokenizer, target):
@@ -305,7 +314,7 @@ class Engine:
         fit.require_fit(info, self.loaded.context_length, self.memory_bytes)
         self.loaded.draft_model = None  # the previous draft model's memory goes first
         gc.collect()
-        self.loaded.draft_model, self.loaded.draft_name = _load_weights(info), info.name
+        self.loaded.draft_model, self.loaded.draft_name = _load_weights(info, widen), info.name
         handle.emit(Finished(handle.id, "done"))
 
     def _generate(self, handle: RequestHandle, request: GenerationRequest) -> None:
@@ -381,7 +390,15 @@ def _python_thread(target: Callable[[], None]) -> threading.Thread:
     return threading.Thread(target=target, name="hearth-engine", daemon=True)
 
 
-def _load_weights(info: ModelInfo) -> Any:
+def _widens(info: ModelInfo) -> bool:
+    """Whether this model's 16-bit floats are widened to float32 after loading: a quantized model's
+    (scales, biases, norms: a small part of it) on MLX's CPU backend, where 16-bit arithmetic is
+    very slow (platform.computes_in_float32). An unquantized 16-bit model would double in size, so
+    it stays as it is."""
+    return bool(info.quantization) and info.half_float_bytes > 0 and computes_in_float32()
+
+
+def _load_weights(info: ModelInfo, widen: bool = False) -> Any:
     from mlx_lm.utils import load_model
 
     try:
@@ -391,7 +408,19 @@ def _load_weights(info: ModelInfo) -> Any:
         raise WeightsMismatch(f"The weights of {info.name} do not match config.json: {exc}") from exc
     except FileNotFoundError as exc:
         raise ModelFolderError(f"{info.name} changed while loading: {exc}") from exc
+    if widen:
+        _widen_half_floats(model)
     return model
+
+
+def _widen_half_floats(model: Any) -> None:
+    """float16 and bfloat16 parameters to float32 (activations, keys and values follow)."""
+    import mlx.core as mx
+    from mlx.utils import tree_map
+
+    halves = (mx.float16, mx.bfloat16)
+    model.update(tree_map(lambda a: a.astype(mx.float32) if a.dtype in halves else a, model.parameters()))
+    mx.eval(model.parameters())
 
 
 def _error(handle: RequestHandle, exc: Exception) -> Finished:

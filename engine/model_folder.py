@@ -11,7 +11,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,13 @@ class ModelInfo:
     repo_id: str | None = None
     revision: str | None = None
     parameters: int = 0
+    half_float_bytes: int = 0  # weights stored as float16 or bfloat16
+
+    def widened(self) -> ModelInfo:
+        """This model as it is computed with its 16-bit floats widened to float32 (and so its keys
+        and values): what it then takes in memory."""
+        return replace(self, weight_bytes=self.weight_bytes + self.half_float_bytes, half_float_bytes=0,
+                       kv_bytes_per_value=4)
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -245,6 +252,7 @@ def validate_folder(path: Path, repo_id: str | None = None, revision: str | None
         repo_id=repo_id,
         revision=revision,
         parameters=_parameter_count(tensors, config, shape),
+        half_float_bytes=sum(t.nbytes for t in tensors.values() if t.dtype in ("F16", "BF16")),
     )
 
 
