@@ -450,9 +450,13 @@ class MainWindow(AddModelMixin, QMainWindow):
             return
         self.chat.stop_any()
         self.chat.model_ref = ref
+        self.prefs.set("model/last", ref)
+        self._load_model(ref)
+
+    def _load_model(self, ref: str) -> None:
+        """Load a model (on the engine thread) with the context length Settings asks for."""
         context = self.prefs.get("generation/context_length") or None
         self.bridge.load(ref, context_length=context)
-        self.prefs.set("model/last", ref)
         self._loading_ref = ref
         self._list_models()
         self._set_model_state(f"Loading {self._model_name(ref)}…", loaded=False, loading=True)
@@ -546,6 +550,8 @@ class MainWindow(AddModelMixin, QMainWindow):
         self._show_chat_area()
 
     def _on_pref_changed(self, key: str) -> None:
+        if key == "generation/context_length" and self._loaded_ref:
+            self._load_model(self._loaded_ref)  # the new context applies now (after an answer being written)
         if self.chat.conversation_id is None and key.startswith("generation/"):
             self.system_line.set_text(self.chat.system_prompt)  # a new chat's defaults changed
 

@@ -1,5 +1,5 @@
-"""Settings > Generation: the speculative decoding choice (Prefs "generation/draft"), with draft
-models from the library that share the default model's tokenizer."""
+"""Settings > Generation, applied at once: the speculative decoding choice (Prefs "generation/draft",
+with draft models from the library that share the default model's tokenizer) and the context length."""
 
 from __future__ import annotations
 
@@ -150,3 +150,22 @@ def test_the_window_answers_with_the_draft_model_settings_chose(qtbot, window, m
 
     window.prefs.set("generation/draft", "off")
     assert window.chat.session.draft == "off"
+
+
+def test_a_new_context_length_in_settings_reloads_the_model_with_it(qtbot, window):
+    """Settings > Generation > Context length, typed in: the loaded model is loaded again with it,
+    and the next answer's context meter counts against it."""
+    settings = next(a for a in window.menuBar().actions() if a.text().replace("&", "") == "Edit")
+    next(a for a in settings.menu().actions() if a.text() == "Settings…").trigger()
+    qtbot.waitUntil(lambda: window._settings_dialog is not None and window._settings_dialog.isVisible(),
+                    timeout=10_000)
+    page = _generation_tab(qtbot, window._settings_dialog)
+    page.context_length.setFocus()
+    qtbot.keyClick(page.context_length, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(page.context_length, "2048")
+    qtbot.keyClick(page.context_length, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "2,048-token context" in window.model_state.text(), timeout=30_000)
+    window._settings_dialog.close()
+    send(qtbot, window, "Hello")
+    wait_idle(qtbot, window)
+    assert window.context_meter.maximum() == 2048 and window.context_meter.value() > 0
