@@ -82,9 +82,3 @@ class Finished(Event):
     error: str | None = None
     error_kind: str | None = None
 
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """An event from its to_dict() form (as the app's engine bridge carries it across threads)."""
-    kind = {cls.__name__: cls for cls in (ModelLoading, ModelLoaded, ModelUnloaded, PromptReady,
-                                          PromptProgress, TextChunk, Finished)}[data["type"]]
-    return kind(**{k: v for k, v in data.items() if k in kind.__dataclass_fields__})

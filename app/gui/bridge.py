@@ -49,6 +49,8 @@ class EngineBridge(QObject):
         promptProgress(int, int, int): request id, tokens processed, total.
         textChunk(int, str): request id, new text.
         finished(int, dict): request id, Finished as a dict (the last event of every request).
+        event(object): every event itself, before the signal of its kind (events are frozen plain
+            data, safe to hand on).
     """
 
     modelLoading = Signal(str)
@@ -58,6 +60,7 @@ class EngineBridge(QObject):
     promptProgress = Signal(int, int, int)
     textChunk = Signal(int, str)
     finished = Signal(int, dict)
+    event = Signal(object)
     _event = Signal(object)  # from the engine thread; queued to the GUI thread
 
     def __init__(self, parent: QObject | None = None, **engine_options: Any) -> None:
@@ -123,6 +126,7 @@ class EngineBridge(QObject):
     # --- events (GUI thread) ---
 
     def _dispatch(self, event: Event) -> None:
+        self.event.emit(event)
         if isinstance(event, TextChunk):
             self.textChunk.emit(event.request_id, event.text)
         elif isinstance(event, PromptProgress):

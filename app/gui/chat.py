@@ -24,7 +24,7 @@ from engine.chat_session import (
     TurnRefused,
 )
 from engine.errors import HearthError
-from engine.events import PromptProgress, TextChunk, event_from_dict
+from engine.events import Event, Finished
 from engine.history import HistoryError, HistoryStore, Message
 from engine.history.store import Preset
 from engine.sampling import SamplingSettings
@@ -71,11 +71,7 @@ class ChatController(QObject, SessionListener):
         self._context_length = 0
         self._pending = ""  # streamed text not yet shown
         self._flush_timer = QTimer(self, singleShot=True, interval=FRAME_MS, timeout=self._flush)
-        bridge.textChunk.connect(lambda request_id, text: self.session.on_event(TextChunk(request_id, text)))
-        bridge.promptReady.connect(lambda request_id, ready: self.session.on_event(event_from_dict(ready)))
-        bridge.promptProgress.connect(
-            lambda request_id, done, total: self.session.on_event(PromptProgress(request_id, done, total)))
-        bridge.finished.connect(self._on_finished)
+        bridge.event.connect(self._on_engine_event)
         bridge.modelLoaded.connect(self._on_model_loaded)
         self._draft_request: int | None = None  # loading the draft model Settings chose
         transcript.actionRequested.connect(self._on_action)
@@ -408,18 +404,19 @@ class ChatController(QObject, SessionListener):
         """Whether a finished request was the draft model's load (its failure is not the model's)."""
         return request_id == self._draft_request
 
-    def _on_finished(self, request_id: int, data: dict) -> None:
-        if request_id == self._draft_request:
-            self._draft_loaded(data)
+    def _on_engine_event(self, event: Event) -> None:
+        if event.request_id == self._draft_request:
+            if isinstance(event, Finished):
+                self._draft_loaded(event)
             return
-        self.session.on_event(event_from_dict(data))
+        self.session.on_event(event)
 
-    def _draft_loaded(self, data: dict) -> None:
-        if data.get("finish_reason") == "done":
+    def _draft_loaded(self, result: Finished) -> None:
+        if result.finish_reason == "done":
             self.session.draft = "model"
             return
         choice = self.prefs.get("generation/draft", "")
-        self.notice.emit(f"The draft model {choice} was not loaded: {data.get('error') or 'it failed'}. "
+        self.notice.emit(f"The draft model {choice} was not loaded: {result.error or 'it failed'}. "
                          f"Answers use prompt lookup when it pays instead.", "settings")
 
     def _on_model_loaded(self, loaded: dict) -> None:
