@@ -58,22 +58,22 @@ def restore_appearance(qapp):
         hints.unsetColorScheme()
 
 
-@pytest.fixture
-def store():
+@pytest.fixture(name="store")
+def store_fixture():
     store = HistoryStore()
     yield store
     store.close()
 
 
-@pytest.fixture
-def manager(qapp):
+@pytest.fixture(name="manager")
+def manager_fixture(qapp):
     manager = DownloadManager()
     yield manager
     assert manager.shutdown(10.0)
 
 
-@pytest.fixture
-def open_dialog(qtbot, store, manager):
+@pytest.fixture(name="open_dialog")
+def open_dialog_fixture(qtbot, store, manager):
     """open_dialog() -> a shown SettingsDialog on a fresh Prefs (as after a restart), loaded."""
     dialogs = []
 

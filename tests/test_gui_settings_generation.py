@@ -7,17 +7,14 @@ import pytest
 import tiny_models
 from gui_window import send, wait_idle, window_fixture  # noqa: F401 - window_fixture: the `window` fixture
 from PySide6.QtCore import Qt
+from test_gui_settings import (  # noqa: F401 - the fixtures open_dialog (a shown Settings dialog) needs
+    manager_fixture,
+    open_dialog_fixture,
+    store_fixture,
+)
 
-from app.gui import background
-from app.gui.downloads import DownloadManager
 from app.gui.prefs import Prefs
-from app.gui.settings import SettingsDialog
-from engine.history import HistoryStore
 from engine.library import library
-
-
-def settle(qtbot) -> None:
-    qtbot.waitUntil(lambda: background.active_jobs() == 0, timeout=30_000)
 
 
 @pytest.fixture
@@ -34,26 +31,6 @@ def library_models(tmp_path, model_copy):
             for name, path in (("target", target), ("draft", draft), ("other", other), ("larger", larger))}
     library.set_default(refs["target"])
     return refs
-
-
-@pytest.fixture
-def open_dialog(qtbot):
-    store, manager, dialogs = HistoryStore(), DownloadManager(), []
-
-    def open_() -> SettingsDialog:
-        dialog = SettingsDialog(Prefs(), store, manager)
-        qtbot.addWidget(dialog)
-        dialog.show()
-        settle(qtbot)
-        dialogs.append(dialog)
-        return dialog
-
-    yield open_
-    for dialog in dialogs:
-        dialog.close()
-    settle(qtbot)
-    assert manager.shutdown(10.0)
-    store.close()
 
 
 def _generation_tab(qtbot, dialog):
